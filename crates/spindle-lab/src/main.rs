@@ -1,0 +1,2 @@
+//! spindle-lab: the threading-model experiments.
+fn main() {}
