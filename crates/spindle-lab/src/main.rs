@@ -1,2 +1,74 @@
-//! spindle-lab: the threading-model experiments.
-fn main() {}
+//! spindle-lab: the classic threading-model experiments, run live on this machine.
+//!
+//! `spindle-lab report` runs every experiment and writes `report/` (report.md and
+//! results.json); `spindle-lab bench NAME` runs one, with `--model`, `--n` and `--json`.
+
+mod bench;
+mod figures;
+mod machine;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use bench::{Experiment, Subject};
+
+#[derive(Parser)]
+#[command(
+    name = "spindle-lab",
+    about = "Threading-model experiments, measured live"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every experiment and write a report folder.
+    Report {
+        /// Small sizes, for a smoke test.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write report.md and results.json.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
+    /// Run one experiment and print its figures.
+    Bench {
+        /// The experiment.
+        #[arg(value_enum)]
+        name: Experiment,
+        /// Run only this subject: many-to-one, one-to-one, std, corosensei (default: all).
+        #[arg(long)]
+        model: Option<Subject>,
+        /// Operations (or threads) per measurement.
+        #[arg(long)]
+        n: Option<u64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Report { quick, out } => report::run(quick, &out),
+        Command::Bench {
+            name,
+            model,
+            n,
+            json,
+        } => bench::run_one(name, model, n, json),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spindle-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Figures: one measured number with its unit, and how to print a set of them.
+
+use serde::Serialize;
+
+/// One measured value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Figure {
+    /// The experiment it belongs to ("switch", "spawn", ...).
+    pub experiment: String,
+    /// What was measured: a model, std threads, or a baseline.
+    pub subject: String,
+    /// The quantity ("ns per yield", ...).
+    pub metric: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit ("ns", "KiB", "x", ...).
+    pub unit: String,
+    /// The size of the run (operations or threads).
+    pub n: u64,
+}
+
+impl Figure {
+    pub fn new(
+        experiment: &str,
+        subject: &str,
+        metric: &str,
+        value: f64,
+        unit: &str,
+        n: u64,
+    ) -> Self {
+        Figure {
+            experiment: experiment.into(),
+            subject: subject.into(),
+            metric: metric.into(),
+            value,
+            unit: unit.into(),
+            n,
+        }
+    }
+}
+
+/// Formats figures as an aligned text table (also valid Markdown).
+pub fn table(figures: &[Figure]) -> String {
+    let rows: Vec<[String; 4]> = figures
+        .iter()
+        .map(|f| {
+            [
+                f.subject.clone(),
+                f.metric.clone(),
+                format_value(f.value),
+                format!("{} (n = {})", f.unit, f.n),
+            ]
+        })
+        .collect();
+    let header = ["subject", "metric", "value", "unit"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: &[String; 4]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == 2 {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let mut out = line(&header);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn format_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}

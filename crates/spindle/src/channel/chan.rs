@@ -1,0 +1,424 @@
+//! The shared channel: its locked state and the send, receive and disconnect operations.
+//!
+//! The protocol these functions implement is written down in the module doc of
+//! [`crate::channel`]; the step numbers in comments refer to it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Instant;
+
+use super::entry::{SlotEntry, DISCONNECTED, SERVED};
+use crate::park::WaitReason;
+use crate::sched::context;
+use crate::sync::spin_lock::{SpinGuard, SpinLock};
+use crate::sync::wait_list::WaitList;
+use crate::sync::waiter::Waiter;
+
+/// Outcome of a blocked operation that unlinked itself at its deadline (never stored in a
+/// waiter: it is what `Chan::block` reports instead of one).
+const TIMED_OUT: u8 = 0;
+
+/// A bounded channel allocates room for at most this many messages up front; beyond that
+/// the buffer grows as it fills (and keeps its allocation).
+const PREALLOCATE_MAX: usize = 1024;
+
+/// How long a blocking operation may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all (`try_send`, `try_recv`).
+    No,
+    /// Until the deadline, or forever with `None`.
+    Until(Option<Instant>),
+}
+
+/// Why a send failed; the public error types are made from it.
+pub(crate) enum SendFailure<T> {
+    Full(T),
+    Disconnected(T),
+    Timeout(T),
+}
+
+/// Why a receive failed.
+pub(crate) enum RecvFailure {
+    Empty,
+    Disconnected,
+    Timeout,
+}
+
+/// Which list a blocked operation waits in.
+#[derive(Clone, Copy)]
+enum Side {
+    Send,
+    Recv,
+}
+
+impl Side {
+    fn reason(self) -> WaitReason {
+        match self {
+            Side::Send => WaitReason::ChannelSend,
+            Side::Recv => WaitReason::ChannelRecv,
+        }
+    }
+}
+
+/// Everything the channel lock protects.
+struct ChanState<T> {
+    buffer: VecDeque<T>,
+    waiting_receivers: WaitList<SlotEntry<T>>,
+    waiting_senders: WaitList<SlotEntry<T>>,
+    senders_gone: bool,
+    receivers_gone: bool,
+}
+
+impl<T> ChanState<T> {
+    fn list(&mut self, side: Side) -> &mut WaitList<SlotEntry<T>> {
+        match side {
+            Side::Send => &mut self.waiting_senders,
+            Side::Recv => &mut self.waiting_receivers,
+        }
+    }
+}
+
+/// The channel both ends share.
+pub(crate) struct Chan<T> {
+    state: SpinLock<ChanState<T>>,
+    /// Whether a receive would succeed right now, as of the last unlock: a hint, read
+    /// without the lock by a green receiver deciding to yield before its first attempt
+    /// (see `yield_first`). Stale values cost a useless yield or lock, never correctness.
+    recv_ready_hint: AtomicBool,
+    /// Most messages the buffer holds: `usize::MAX` when unbounded.
+    cap: usize,
+    bounded: bool,
+    /// Live `Sender`s; the last one to go disconnects the receivers.
+    pub(crate) senders: AtomicUsize,
+    /// Live `Receiver`s; the last one to go disconnects the senders.
+    pub(crate) receivers: AtomicUsize,
+}
+
+// SAFETY: the channel moves `T`s between threads (hence `T: Send`) and never shares a `&T`.
+// Its lists point at entries of parked threads, which are dereferenced only under the lock
+// or by the waker that unlinked them (sync/waiter.rs); an entry holds a thread handle,
+// usable anywhere, and a slot with a `T`, moved only under the lock or by its owner.
+unsafe impl<T: Send> Send for Chan<T> {}
+// SAFETY: as above: every access to the state goes through the lock.
+unsafe impl<T: Send> Sync for Chan<T> {}
+
+impl<T> Chan<T> {
+    /// A channel holding at most `cap` messages (no limit with `None`), with one sender and
+    /// one receiver.
+    pub(crate) fn new(cap: Option<usize>) -> Chan<T> {
+        let buffer = match cap {
+            Some(n) => VecDeque::with_capacity(n.min(PREALLOCATE_MAX)),
+            None => VecDeque::new(),
+        };
+        Chan {
+            state: SpinLock::new(ChanState {
+                buffer,
+                waiting_receivers: WaitList::new(),
+                waiting_senders: WaitList::new(),
+                senders_gone: false,
+                receivers_gone: false,
+            }),
+            recv_ready_hint: AtomicBool::new(false),
+            cap: cap.unwrap_or(usize::MAX),
+            bounded: cap.is_some(),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+        }
+    }
+
+    /// Sends `message`, waiting as `wait` allows.
+    #[inline]
+    pub(crate) fn send(&self, message: T, wait: Wait) -> Result<(), SendFailure<T>> {
+        let mut state = self.lock();
+        if self.cap > 0 && yield_first(wait) && self.must_wait_to_send(&state) {
+            // Full: give the consumer a turn before parking (see `yield_first`).
+            drop(state);
+            crate::thread::yield_now();
+            state = self.lock();
+        }
+        // Step 1.
+        if state.receivers_gone {
+            return Err(SendFailure::Disconnected(message));
+        }
+        // Step 2: hand the message to the first waiting receiver.
+        if let Some(receiver) = state.waiting_receivers.pop_front() {
+            // SAFETY: `receiver` was linked, so it is live (push contract) and `WAITING`;
+            // we hold the lock and just unlinked it, so we own its slot and may start its
+            // wake-up.
+            unsafe {
+                SlotEntry::put(receiver, message);
+                (*receiver).waiter.start_wake();
+            }
+            drop(state);
+            // SAFETY: we started this wake-up; we finish it once and do not touch it again.
+            unsafe { Waiter::finish_wake(&raw const (*receiver).waiter, SERVED) };
+            return Ok(());
+        }
+        // Step 3.
+        if state.buffer.len() < self.cap {
+            state.buffer.push_back(message);
+            return Ok(());
+        }
+        // Step 4.
+        let deadline = match wait {
+            Wait::No => return Err(SendFailure::Full(message)),
+            Wait::Until(deadline) => deadline,
+        };
+        let entry = SlotEntry::new(Some(message));
+        // SAFETY: `entry` lives in this frame and stays put until unlinked: `block` returns
+        // only once it is unlinked (by a waker, or by `block` itself), and unlinks it if we
+        // are unwound.
+        unsafe { state.waiting_senders.push_back(&entry) };
+        drop(state);
+        let outcome = self.block(&entry, Side::Send, deadline);
+        // SAFETY: `block` returned, so the entry is unlinked and no waker touches it: its
+        // slot is ours.
+        let unsent = unsafe { SlotEntry::take(&entry) };
+        match (outcome, unsent) {
+            (SERVED, None) => Ok(()),
+            (DISCONNECTED, Some(m)) => Err(SendFailure::Disconnected(m)),
+            (TIMED_OUT, Some(m)) => Err(SendFailure::Timeout(m)),
+            _ => unreachable!("sender outcome {outcome} disagrees with its slot"),
+        }
+    }
+
+    /// Receives a message, waiting as `wait` allows.
+    #[inline]
+    pub(crate) fn recv(&self, wait: Wait) -> Result<T, RecvFailure> {
+        // Empty: give the producer a turn before parking (see `yield_first`). The hint lets
+        // us skip the lock round trip when the channel looked empty at the last unlock.
+        let mut yielded = false;
+        if yield_first(wait) && !self.recv_ready_hint.load(Relaxed) {
+            crate::thread::yield_now();
+            yielded = true;
+        }
+        let mut state = self.lock();
+        if !yielded && yield_first(wait) && Self::must_wait_to_recv(&state) {
+            drop(state);
+            crate::thread::yield_now();
+            state = self.lock();
+        }
+        // Step 1.
+        if let Some(message) = state.buffer.pop_front() {
+            if let Some(sender) = state.waiting_senders.pop_front() {
+                // SAFETY: as in `send` step 2, for a waiting sender: we own its slot.
+                let moved = unsafe { SlotEntry::take(sender) };
+                state
+                    .buffer
+                    .push_back(moved.expect("a waiting sender holds its message"));
+                // SAFETY: as above, we may start its wake-up.
+                unsafe { (*sender).waiter.start_wake() };
+                drop(state);
+                // SAFETY: we started this wake-up; finish once, then let go.
+                unsafe { Waiter::finish_wake(&raw const (*sender).waiter, SERVED) };
+            }
+            return Ok(message);
+        }
+        // Step 2: rendezvous with a waiting sender.
+        if let Some(sender) = state.waiting_senders.pop_front() {
+            // SAFETY: as in step 1.
+            let message = unsafe {
+                let m = SlotEntry::take(sender);
+                (*sender).waiter.start_wake();
+                m
+            };
+            drop(state);
+            // SAFETY: we started this wake-up; finish once, then let go.
+            unsafe { Waiter::finish_wake(&raw const (*sender).waiter, SERVED) };
+            return Ok(message.expect("a waiting sender holds its message"));
+        }
+        // Step 3.
+        if state.senders_gone {
+            return Err(RecvFailure::Disconnected);
+        }
+        // Step 4.
+        let deadline = match wait {
+            Wait::No => return Err(RecvFailure::Empty),
+            Wait::Until(deadline) => deadline,
+        };
+        let entry = SlotEntry::new(None);
+        // SAFETY: as in `send` step 4.
+        unsafe { state.waiting_receivers.push_back(&entry) };
+        drop(state);
+        let outcome = self.block(&entry, Side::Recv, deadline);
+        // SAFETY: as in `send`: the entry is unlinked and its slot is ours.
+        let received = unsafe { SlotEntry::take(&entry) };
+        match (outcome, received) {
+            (SERVED, Some(m)) => Ok(m),
+            (DISCONNECTED, None) => Err(RecvFailure::Disconnected),
+            (TIMED_OUT, None) => Err(RecvFailure::Timeout),
+            _ => unreachable!("receiver outcome {outcome} disagrees with its slot"),
+        }
+    }
+
+    /// Takes the channel lock; unlocking publishes `recv_ready_hint`.
+    #[inline]
+    fn lock(&self) -> ChanGuard<'_, T> {
+        ChanGuard {
+            hint: &self.recv_ready_hint,
+            state: self.state.lock(),
+        }
+    }
+
+    /// Whether a send would have to wait (step 4).
+    fn must_wait_to_send(&self, state: &ChanState<T>) -> bool {
+        !state.receivers_gone
+            && state.waiting_receivers.is_empty()
+            && state.buffer.len() >= self.cap
+    }
+
+    /// Whether a receive would have to wait (step 4).
+    fn must_wait_to_recv(state: &ChanState<T>) -> bool {
+        !state.senders_gone && state.buffer.is_empty() && state.waiting_senders.is_empty()
+    }
+
+    /// Parks until the linked `entry` is served or disconnected, or until `deadline`, when
+    /// it unlinks itself unless served first. Returns the outcome, or `TIMED_OUT`. When it
+    /// returns, the entry is in no list and no waker will touch it.
+    fn block(&self, entry: &SlotEntry<T>, side: Side, deadline: Option<Instant>) -> u8 {
+        let guard = LeaveOnUnwind {
+            chan: self,
+            entry,
+            side,
+        };
+        let outcome = match entry.waiter.wait(side.reason(), deadline) {
+            Some(outcome) => outcome,
+            None => {
+                let mut state = self.lock();
+                if entry.waiter.is_waiting() {
+                    // SAFETY: a `WAITING` entry is in the list it was linked into.
+                    unsafe { state.list(side).remove(entry) };
+                    drop(state);
+                    std::mem::forget(guard);
+                    return TIMED_OUT;
+                }
+                drop(state);
+                // Served (or disconnected) before the deadline: take that outcome.
+                entry.waiter.wait(side.reason(), None).expect("no deadline")
+            }
+        };
+        std::mem::forget(guard);
+        outcome
+    }
+
+    /// The last sender is gone: wake every waiting receiver with `DISCONNECTED`.
+    pub(crate) fn disconnect_senders(&self) {
+        let mut state = self.lock();
+        state.senders_gone = true;
+        let waiting = start_all(&mut state.waiting_receivers);
+        drop(state);
+        finish_all(waiting, DISCONNECTED);
+    }
+
+    /// The last receiver is gone: wake every waiting sender with `DISCONNECTED` (its
+    /// message stays in its slot for it) and drop the buffered messages.
+    pub(crate) fn disconnect_receivers(&self) {
+        let mut state = self.lock();
+        state.receivers_gone = true;
+        let waiting = start_all(&mut state.waiting_senders);
+        let buffered = std::mem::take(&mut state.buffer);
+        drop(state);
+        finish_all(waiting, DISCONNECTED);
+        drop(buffered);
+    }
+
+    /// Messages in the buffer (waiting senders' messages are not counted).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().buffer.len()
+    }
+
+    /// The buffer's limit: `None` for an unbounded channel.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.bounded.then_some(self.cap)
+    }
+}
+
+/// The channel lock held; derefs to the state. Before unlocking it stores whether a
+/// receive would succeed now into the hint (a relaxed store inside the critical section:
+/// a few loads and a plain store, no read-modify-write).
+struct ChanGuard<'a, T> {
+    hint: &'a AtomicBool,
+    state: SpinGuard<'a, ChanState<T>>,
+}
+
+impl<T> std::ops::Deref for ChanGuard<'_, T> {
+    type Target = ChanState<T>;
+
+    fn deref(&self) -> &ChanState<T> {
+        &self.state
+    }
+}
+
+impl<T> std::ops::DerefMut for ChanGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut ChanState<T> {
+        &mut self.state
+    }
+}
+
+impl<T> Drop for ChanGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let s = &*self.state;
+        let ready = !s.buffer.is_empty() || !s.waiting_senders.is_empty() || s.senders_gone;
+        self.hint.store(ready, Relaxed);
+        // `state` (the spin lock guard) is dropped after this, unlocking.
+    }
+}
+
+/// Whether an operation that would have to wait should first yield once and look again.
+///
+/// Only a green thread that may block does (a kernel thread's yield is a system call), and
+/// a sender only on a channel with a buffer (callers check): a yielding thread is in no wait
+/// list, so a rendezvous sender must register to be found. The point is the many-to-one
+/// ping-pong: when the peer is runnable on the same worker, one yield lets it run and
+/// produce, and the second look succeeds without a park and an unpark (two CASes in the
+/// park protocol plus the scheduler's bookkeeping; a yield costs neither). If the second
+/// look still cannot proceed, the thread registers and parks as usual, having spent one
+/// yield. crossbeam-channel makes the same bet with its backoff before blocking.
+#[inline]
+fn yield_first(wait: Wait) -> bool {
+    matches!(wait, Wait::Until(_)) && context::current_green().is_some()
+}
+
+/// Takes every entry off `list` and starts its wake-up. Call it under the channel lock, so
+/// that no entry is seen unlinked but `WAITING` (its owner, timing out, would try to unlink
+/// it again); then finish the wake-ups with [`finish_all`] after unlocking.
+fn start_all<T>(list: &mut WaitList<SlotEntry<T>>) -> WaitList<SlotEntry<T>> {
+    let taken = list.take_all();
+    taken.for_each(|entry| entry.waiter.start_wake());
+    taken
+}
+
+/// Finishes the wake-ups [`start_all`] started, each with `outcome`.
+fn finish_all<T>(mut started: WaitList<SlotEntry<T>>, outcome: u8) {
+    // Each entry stays live until its own wake-up is finished, so popping the next one
+    // (which reads and writes its links) is safe after finishing the previous one.
+    while let Some(entry) = started.pop_front() {
+        // SAFETY: `start_all` started this wake-up; we finish it once and let go of it.
+        unsafe { Waiter::finish_wake(&raw const (*entry).waiter, outcome) };
+    }
+}
+
+/// Unlinks a linked entry if its thread is unwound while parked; if a waker got to it
+/// first, waits (without parking) for the waker to let go of it.
+struct LeaveOnUnwind<'a, T> {
+    chan: &'a Chan<T>,
+    entry: &'a SlotEntry<T>,
+    side: Side,
+}
+
+impl<T> Drop for LeaveOnUnwind<'_, T> {
+    fn drop(&mut self) {
+        let mut state = self.chan.state.lock();
+        if self.entry.waiter.is_waiting() {
+            // SAFETY: a `WAITING` entry is in the list it was linked into.
+            unsafe { state.list(self.side).remove(self.entry) };
+            return;
+        }
+        drop(state);
+        self.entry.waiter.outcome_without_parking();
+        // The slot's message, if any, is dropped with the entry, outside the lock.
+    }
+}

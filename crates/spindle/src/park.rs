@@ -1,0 +1,215 @@
+//! The one way to block.
+//!
+//! Every blocking primitive in spindle ends in [`park`] (or [`park_timeout`]) and is woken
+//! by [`unpark`]. On a green thread, parking suspends the green thread and its worker runs
+//! another; on any other kernel thread it is `std::thread::park`. Because the choice is made
+//! here and nowhere else, every primitive works from green threads of every model and from
+//! plain kernel threads, mixed on the same object, and a kernel thread can wake a green
+//! thread and the other way round.
+//!
+//! The semantics are std's: each thread has one token. `unpark` makes it available;
+//! `park` consumes it, or waits for it. Spurious wakeups are allowed, so callers re-check
+//! their condition in a loop. The green-thread side of the protocol (the state word, the
+//! commit after the switch, who owns a parked thread) is in `sched/README.md`.
+
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::sched::context;
+use crate::task::green::{GreenTask, Suspend};
+use crate::task::{ThreadInner, ThreadKind};
+
+/// Park word: no token, not parked.
+pub(crate) const EMPTY: u32 = 0;
+/// Park word: a token is available.
+pub(crate) const NOTIFIED: u32 = 1;
+/// Park word: the green thread is parked; its worker has switched away from it.
+pub(crate) const PARKED: u32 = 2;
+
+/// What a parked thread waits for, shown in dumps. One per place that parks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// Not waiting.
+    None,
+    /// `spindle::park` / `park_timeout` called directly.
+    Park,
+    /// `spindle::sleep`.
+    Sleep,
+    /// `JoinHandle::join`.
+    Join,
+    /// Waiting for the threads of a `spindle::scope`.
+    Scope,
+    /// `Mutex::lock`.
+    MutexLock,
+    /// `Condvar::wait`.
+    CondvarWait,
+    /// A channel send waiting for room or a receiver.
+    ChannelSend,
+    /// A channel receive waiting for a message.
+    ChannelRecv,
+    /// `Runtime::block_on` waiting for its root green thread.
+    BlockOn,
+}
+
+impl WaitReason {
+    /// A short description, as shown in dumps ("channel recv", "mutex lock", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::None => "none",
+            WaitReason::Park => "park",
+            WaitReason::Sleep => "sleep",
+            WaitReason::Join => "join",
+            WaitReason::Scope => "scope",
+            WaitReason::MutexLock => "mutex lock",
+            WaitReason::CondvarWait => "condvar wait",
+            WaitReason::ChannelSend => "channel send",
+            WaitReason::ChannelRecv => "channel recv",
+            WaitReason::BlockOn => "block_on",
+        }
+    }
+}
+
+/// Blocks the calling thread until its token is available, then consumes it.
+///
+/// May return spuriously. `reason` is recorded for dumps when the caller is a green thread.
+pub(crate) fn park(reason: WaitReason) {
+    match context::current_green() {
+        Some(task) => park_green(task, reason, None),
+        None => std::thread::park(),
+    }
+}
+
+/// Like [`park`], but returns once `deadline` has passed even without a token.
+pub(crate) fn park_until(reason: WaitReason, deadline: Instant) {
+    match context::current_green() {
+        Some(task) => park_green(task, reason, Some(deadline)),
+        None => {
+            let now = Instant::now();
+            if deadline > now {
+                std::thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}
+
+/// Like [`park`], but returns after at most `timeout`.
+pub(crate) fn park_timeout(reason: WaitReason, timeout: Duration) {
+    match Instant::now().checked_add(timeout) {
+        Some(deadline) => park_until(reason, deadline),
+        // A timeout too large to represent is "forever".
+        None => park(reason),
+    }
+}
+
+/// Sleeps until `deadline` without touching the park token.
+pub(crate) fn sleep_until(deadline: Instant) {
+    match context::current_green() {
+        Some(task) => {
+            // SAFETY: `task` is the green thread running on this kernel thread, which is
+            // its owning worker's; the borrow ends before the switch.
+            unsafe { (*green(task).local_ptr()).wait_reason = WaitReason::Sleep };
+            while Instant::now() < deadline {
+                context::suspend(task, Suspend::SleepUntil(deadline));
+            }
+            // SAFETY: as above.
+            unsafe { (*green(task).local_ptr()).wait_reason = WaitReason::None };
+        }
+        None => loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::sleep(deadline - now);
+        },
+    }
+}
+
+fn green(task: &ThreadInner) -> &GreenTask {
+    match &task.kind {
+        ThreadKind::Green(g) => g,
+        ThreadKind::Kernel(_) => unreachable!("current_green returned a kernel thread"),
+    }
+}
+
+fn park_green(task: &ThreadInner, reason: WaitReason, deadline: Option<Instant>) {
+    let g = green(task);
+    // Fast path: a token is waiting. Only this thread moves the word out of NOTIFIED, so a
+    // relaxed load followed by a CAS that acquires the unparker's writes is enough.
+    if g.state.load(Relaxed) == NOTIFIED
+        && g.state
+            .compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed)
+            .is_ok()
+    {
+        return;
+    }
+    // SAFETY: `task` runs on this kernel thread, its owning worker's; the borrow ends here.
+    unsafe { (*g.local_ptr()).wait_reason = reason };
+    let why = match deadline {
+        Some(d) => Suspend::ParkUntil(d),
+        None => Suspend::Park,
+    };
+    // The worker commits the park after the switch (sched/README.md, step 2).
+    context::suspend(task, why);
+    // SAFETY: as above, after the switch back.
+    unsafe { (*g.local_ptr()).wait_reason = WaitReason::None };
+}
+
+/// Makes `thread`'s token available, waking it if it is parked.
+pub(crate) fn unpark(thread: &Arc<ThreadInner>) {
+    match &thread.kind {
+        ThreadKind::Kernel(t) => {
+            if let Some(t) = t.get() {
+                t.unpark();
+            }
+        }
+        ThreadKind::Green(g) => {
+            if take_parked(g, true) {
+                // SAFETY: `take_parked` returned true, so we won the PARKED -> EMPTY
+                // transition and with it the strong count the worker leaked when it
+                // committed the park (sched/README.md, step 3).
+                let owned = unsafe { Arc::from_raw(Arc::as_ptr(thread)) };
+                g.worker.schedule(owned);
+            }
+        }
+    }
+}
+
+/// Moves a green thread's park word on behalf of a waker.
+///
+/// Returns true if the thread was parked and the caller now owns waking it (PARKED ->
+/// EMPTY). Otherwise, if `leave_token`, makes sure a token is left (EMPTY -> NOTIFIED); a
+/// timer passes false, since a timeout must not leave a token behind.
+pub(crate) fn take_parked(g: &GreenTask, leave_token: bool) -> bool {
+    let mut s = g.state.load(Relaxed);
+    loop {
+        let (to, wakes) = match s {
+            PARKED => (EMPTY, true),
+            EMPTY if leave_token => (NOTIFIED, false),
+            _ => return false,
+        };
+        // Release publishes the waker's writes to the woken thread; Acquire (on PARKED)
+        // pairs with the worker's release when it committed the park.
+        match g.state.compare_exchange_weak(s, to, AcqRel, Relaxed) {
+            Ok(_) => return wakes,
+            Err(actual) => s = actual,
+        }
+    }
+}
+
+/// Commits a park on the worker, after the green thread has switched away.
+///
+/// Returns true if the thread is now parked (the caller must leak its strong count), false
+/// if a token arrived first, in which case the token is consumed and the thread must run.
+pub(crate) fn commit_park(g: &GreenTask) -> bool {
+    match g.state.compare_exchange(EMPTY, PARKED, Release, Acquire) {
+        Ok(_) => true,
+        Err(NOTIFIED) => {
+            // Wakers never move the word out of NOTIFIED, so a plain store consumes it.
+            g.state.store(EMPTY, Relaxed);
+            false
+        }
+        Err(other) => unreachable!("park word {other} while committing a park"),
+    }
+}

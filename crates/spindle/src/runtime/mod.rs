@@ -1,0 +1,203 @@
+//! The runtime: build one for a model, run green threads on it with `block_on`.
+//!
+//! ```
+//! use spindle::{Model, Runtime};
+//!
+//! let rt = Runtime::builder().model(Model::ManyToOne).build()?;
+//! let total: u64 = rt.block_on(|| {
+//!     let hs: Vec<_> = (0..10u64).map(|i| spindle::spawn(move || i * 2)).collect();
+//!     hs.into_iter().map(|h| h.join().unwrap()).sum()
+//! });
+//! assert_eq!(total, 90);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Lifetime
+//!
+//! A many-to-one runtime runs its green threads on a kernel thread of its own, so green
+//! threads spawned during one `block_on` keep running after it returns, and a later
+//! `block_on` on the same runtime sees them. Dropping the runtime cancels the green threads
+//! still alive: those that never ran are dropped; the others are unwound on their own
+//! stacks, youngest first, so their destructors run. Their joiners get an `Err` holding
+//! [`crate::thread::Cancelled`]. Drop returns once the worker has exited, or at once when
+//! called from one of the runtime's own green threads (the worker then cancels the rest as
+//! soon as that thread switches).
+//!
+//! Kernel threads of a one-to-one runtime are detached when the runtime is dropped, like
+//! `std::thread`s whose handle is dropped: they cannot be cancelled.
+
+mod model;
+
+pub use model::Model;
+
+use std::io;
+use std::sync::Arc;
+
+use crate::sched::context;
+use crate::sched::many_to_one::{self, ManyToOne};
+use crate::sched::one_to_one::{self, OneToOneShared};
+
+/// Default usable stack size of a green thread: 256 KiB. Pages are committed only when
+/// touched, so a thread that uses 4 KiB costs 4 KiB of memory.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Configures and builds a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    model: Model,
+    stack_size: Option<usize>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            model: Model::ManyToOne,
+            stack_size: None,
+        }
+    }
+}
+
+impl Builder {
+    /// A builder for the many-to-one model with default settings.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// The thread model (default: many-to-one).
+    pub fn model(mut self, model: Model) -> Builder {
+        self.model = model;
+        self
+    }
+
+    /// The default stack size of green threads, in bytes (default [`DEFAULT_STACK_SIZE`]).
+    /// In the one-to-one model it is the stack size of spawned kernel threads (default:
+    /// std's).
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Builds the runtime. Fails with `InvalidInput` and a message naming the setting if a
+    /// setting is out of range, or with the system's error if a kernel thread cannot start.
+    pub fn build(self) -> io::Result<Runtime> {
+        let stack_size = self
+            .stack_size
+            .map(crate::stack::check_stack_size)
+            .transpose()?;
+        let kind = match self.model {
+            Model::ManyToOne => {
+                Kind::ManyToOne(ManyToOne::start(stack_size.unwrap_or(DEFAULT_STACK_SIZE))?)
+            }
+            Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
+            Model::ManyToMany { workers: 0 } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "Model::ManyToMany needs at least 1 worker, got 0",
+                ))
+            }
+            Model::ManyToMany { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the many-to-many model is not available yet in this version of spindle",
+                ))
+            }
+        };
+        Ok(Runtime {
+            model: self.model,
+            kind,
+        })
+    }
+}
+
+enum Kind {
+    ManyToOne(ManyToOne),
+    OneToOne(Arc<OneToOneShared>),
+}
+
+/// A spindle runtime: a model and the kernel threads that run its threads.
+pub struct Runtime {
+    model: Model,
+    kind: Kind,
+}
+
+impl Runtime {
+    /// A [`Builder`] with default settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The runtime's model.
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
+    /// Spawns a thread on this runtime from anywhere (a green thread in the many-to-one
+    /// model, a kernel thread in the one-to-one model) and returns its handle.
+    ///
+    /// # Panics
+    ///
+    /// If the thread cannot be created (see [`crate::spawn`]).
+    pub fn spawn<F, T>(&self, f: F) -> crate::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // SAFETY: `F` and `T` are `'static`: nothing borrowed can go away.
+        let spawned = unsafe {
+            match &self.kind {
+                Kind::ManyToOne(m) => many_to_one::spawn(&m.shared, None, None, None, f),
+                Kind::OneToOne(rt) => one_to_one::spawn(Some(rt.clone()), None, None, None, f),
+            }
+        };
+        spawned.unwrap_or_else(|e| panic!("failed to spawn thread: {e}"))
+    }
+
+    /// Runs `f` as the runtime's first thread and returns its result, waiting for it.
+    ///
+    /// In the many-to-one model `f` runs as a green thread on the runtime's worker; in the
+    /// one-to-one model it runs on the calling kernel thread (or, when called from a green
+    /// thread, on a new kernel thread of this runtime). Threads `f` spawns belong to this
+    /// runtime. If `f` panics, the panic is resumed here. Called from a green thread, only
+    /// that green thread waits.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics, or if the root thread cannot be created (see [`crate::spawn`]).
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        match &self.kind {
+            Kind::OneToOne(rt) if context::current_green().is_none() => {
+                context::with_entered(rt.clone(), f)
+            }
+            kind => {
+                let name = Some("main".to_string());
+                // SAFETY: we wait for the root thread below before returning, and
+                // `join_borrowed` aborts rather than unwind past an unfinished root.
+                let spawned = unsafe {
+                    match kind {
+                        Kind::ManyToOne(m) => many_to_one::spawn(&m.shared, name, None, None, f),
+                        Kind::OneToOne(rt) => {
+                            one_to_one::spawn(Some(rt.clone()), name, None, None, f)
+                        }
+                    }
+                };
+                let handle = spawned.unwrap_or_else(|e| panic!("block_on: {e}"));
+                match handle.join_borrowed() {
+                    Ok(v) => v,
+                    Err(payload) => std::panic::resume_unwind(payload),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("model", &self.model)
+            .finish()
+    }
+}

@@ -1,0 +1,154 @@
+//! What runs on this kernel thread: the thread-local pointers every other module asks.
+//!
+//! - `CURRENT_GREEN`: the green thread being run by this kernel thread's worker, or null.
+//!   Set by the worker around every resume, so it is a single const-initialised cell.
+//! - `CURRENT_WORKER`: the worker driven by this kernel thread, or null.
+//! - `ENTERED`: the one-to-one runtime this kernel thread belongs to, if any.
+//! - `KERNEL_SELF`: the `Thread` record of this kernel thread, made on first use.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::ptr;
+use std::sync::Arc;
+
+use crate::sched::one_to_one::OneToOneShared;
+use crate::sched::worker::{Worker, WorkerShared};
+use crate::task::green::{GreenTask, Suspend};
+use crate::task::thread::Thread;
+use crate::task::{ThreadInner, ThreadKind};
+
+thread_local! {
+    static CURRENT_GREEN: Cell<*const ThreadInner> = const { Cell::new(ptr::null()) };
+    static CURRENT_WORKER: Cell<*const Worker> = const { Cell::new(ptr::null()) };
+    static ENTERED: RefCell<Option<Arc<OneToOneShared>>> = const { RefCell::new(None) };
+    static KERNEL_SELF: OnceCell<Thread> = const { OnceCell::new() };
+}
+
+/// The green thread running on this kernel thread, if any.
+///
+/// The returned reference is only used by that green thread itself (or by its worker
+/// while it is switched in), and the record outlives it: the worker holds a strong count
+/// while the thread runs and until it has returned.
+#[inline]
+pub(crate) fn current_green<'a>() -> Option<&'a ThreadInner> {
+    let p = CURRENT_GREEN.with(Cell::get);
+    // SAFETY: a non-null pointer was set by this kernel thread's worker from an
+    // `Arc<ThreadInner>` it keeps alive while the green thread runs (see above).
+    unsafe { p.as_ref() }
+}
+
+/// Sets or clears the running green thread; the worker calls this around each resume.
+#[inline]
+pub(crate) fn set_current_green(p: *const ThreadInner) {
+    CURRENT_GREEN.with(|c| c.set(p));
+}
+
+/// The worker driven by this kernel thread, if it is a worker thread.
+pub(crate) fn current_worker<'a>() -> Option<&'a Worker> {
+    let p = CURRENT_WORKER.with(Cell::get);
+    // SAFETY: set by `Worker::run` to a worker that lives on this kernel thread's stack
+    // for as long as the pointer is set (it is cleared before the worker is dropped).
+    unsafe { p.as_ref() }
+}
+
+/// Marks this kernel thread as driving `worker` (or nothing, with null).
+pub(crate) fn set_current_worker(worker: *const Worker) {
+    CURRENT_WORKER.with(|c| c.set(worker));
+}
+
+/// Where a `spawn` from this thread goes.
+pub(crate) enum SpawnTarget {
+    /// A many-to-one worker: a green thread on it.
+    Green(Arc<WorkerShared>),
+    /// A one-to-one runtime, or no runtime at all: a kernel thread.
+    Kernel(Option<Arc<OneToOneShared>>),
+}
+
+/// The runtime a `spawn` from here belongs to.
+pub(crate) fn spawn_target() -> SpawnTarget {
+    if let Some(w) = current_worker() {
+        if current_green().is_some() {
+            return SpawnTarget::Green(w.shared().clone());
+        }
+    }
+    SpawnTarget::Kernel(ENTERED.with(|e| e.borrow().clone()))
+}
+
+/// Runs `f` with this kernel thread entered into a one-to-one runtime.
+pub(crate) fn with_entered<R>(rt: Arc<OneToOneShared>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<OneToOneShared>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            ENTERED.with(|e| *e.borrow_mut() = prev);
+        }
+    }
+    let prev = ENTERED.with(|e| e.borrow_mut().replace(rt));
+    let _restore = Restore(prev);
+    f()
+}
+
+/// This thread as a `Thread`: the running green thread, or this kernel thread.
+pub(crate) fn current_thread() -> Thread {
+    if let Some(g) = current_green() {
+        // The worker owns a strong count while `g` runs; take another for the handle.
+        // SAFETY: `g` points into a live `Arc<ThreadInner>` allocation (see
+        // `current_green`), so incrementing its count and rebuilding an `Arc` from the
+        // same pointer is the documented `Arc::increment_strong_count` pattern.
+        let inner = unsafe {
+            let p: *const ThreadInner = g;
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        return Thread::from_inner(inner);
+    }
+    KERNEL_SELF.with(|k| {
+        k.get_or_init(|| {
+            let std_thread = std::thread::current();
+            Thread::from_inner(Arc::new(ThreadInner {
+                id: crate::task::thread::ThreadId::next(),
+                name: std_thread.name().map(Into::into),
+                kind: ThreadKind::Kernel(std::sync::OnceLock::from(std_thread)),
+            }))
+        })
+        .clone()
+    })
+}
+
+/// Installs `thread` as this kernel thread's record (for threads spindle spawns itself,
+/// so that `current()` returns the same record the spawner's `JoinHandle` holds).
+pub(crate) fn set_kernel_self(thread: Thread) {
+    KERNEL_SELF.with(|k| {
+        let _ = k.set(thread);
+    });
+}
+
+/// Suspends the running green thread `task` with `why`, returning when its worker resumes it.
+#[inline]
+pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
+    let g: &GreenTask = match &task.kind {
+        ThreadKind::Green(g) => g,
+        ThreadKind::Kernel(_) => unreachable!("suspend called for a kernel thread"),
+    };
+    // SAFETY: `task` is the green thread running on this kernel thread; reading one field
+    // through the raw pointer creates no reference to the rest of the record.
+    let yielder = unsafe { (*g.local_ptr()).yielder };
+    debug_assert!(!yielder.is_null());
+    // SAFETY: the yielder was stored by this coroutine on its first resume and lives in
+    // the coroutine's root frame, which exists until the coroutine returns; we are running
+    // inside that coroutine, so it has not returned.
+    unsafe { (*yielder).suspend(why) };
+}
+
+thread_local! {
+    static CANCELLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks that the worker on this kernel thread is unwinding a green thread at shutdown.
+pub(crate) fn set_cancelling(on: bool) {
+    CANCELLING.with(|c| c.set(on));
+}
+
+/// Whether the running green thread is being unwound by its runtime's shutdown.
+pub(crate) fn is_cancelling() -> bool {
+    CANCELLING.with(Cell::get)
+}

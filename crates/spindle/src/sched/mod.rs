@@ -1,0 +1,10 @@
+//! Scheduling: workers, their run queues and timers, and one file per model.
+//!
+//! The park protocol, the ownership of a parked thread and the idle-sleep protocol are
+//! written down in `README.md` beside this file.
+
+pub(crate) mod context;
+pub(crate) mod many_to_one;
+pub(crate) mod one_to_one;
+pub(crate) mod timers;
+pub(crate) mod worker;

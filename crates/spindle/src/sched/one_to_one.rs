@@ -1,0 +1,86 @@
+//! The one-to-one model: every spawned thread is a kernel thread.
+//!
+//! There is no scheduler here: the kernel schedules, `park` and `sleep` block the kernel
+//! thread. What this module adds to `std::thread` is the common API: the same `Thread`
+//! records and `JoinHandle`s as green threads, so joins, parks and unparks work across
+//! models, and a runtime context (`context::with_entered`) so that a thread spawned from
+//! a one-to-one thread is again a kernel thread of the same runtime.
+
+use std::io;
+use std::sync::{Arc, OnceLock};
+
+use crate::sched::context;
+use crate::task::packet::{Completer, Packet, ThreadMain};
+use crate::task::scope::ScopeData;
+use crate::task::thread::{Thread, ThreadId};
+use crate::task::{ThreadInner, ThreadKind};
+use crate::thread::JoinHandle;
+
+/// A one-to-one runtime's shared settings.
+pub(crate) struct OneToOneShared {
+    /// Stack size for spawned kernel threads when the thread builder names none; `None`
+    /// leaves std's default.
+    pub(crate) stack_size: Option<usize>,
+}
+
+/// Spawns a kernel thread running `f`.
+///
+/// # Safety
+///
+/// If `F` or `T` borrow (`'a` shorter than `'static`), the caller waits for the thread to
+/// finish before the borrowed data goes away (a scope does).
+pub(crate) unsafe fn spawn<'a, F, T>(
+    rt: Option<Arc<OneToOneShared>>,
+    name: Option<String>,
+    stack_size: Option<usize>,
+    scope: Option<Arc<ScopeData>>,
+    f: F,
+) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'a,
+    T: Send + 'a,
+{
+    let packet = Arc::new(Packet::new());
+    let completer = Completer::new(packet.clone(), scope);
+    let inner = Arc::new(ThreadInner {
+        id: ThreadId::next(),
+        name: name.as_deref().map(Into::into),
+        kind: ThreadKind::Kernel(OnceLock::new()),
+    });
+    let me = Thread::from_inner(inner.clone());
+    let child_rt = rt.clone();
+    let entry = ThreadMain::new(f, completer);
+    let main = move || {
+        if let ThreadKind::Kernel(slot) = &me.inner.kind {
+            let _ = slot.set(std::thread::current());
+        }
+        context::set_kernel_self(me);
+        match child_rt {
+            Some(rt) => context::with_entered(rt, || entry.run()),
+            None => entry.run(),
+        }
+    };
+    let main: Box<dyn FnOnce() + Send + 'a> = Box::new(main);
+    // SAFETY: only the lifetime changes. If `'a` is not `'static`, the caller waits for
+    // this thread to finish (the function's contract), so nothing `main` borrows is freed
+    // while it runs.
+    let main: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(main) };
+    let mut b = std::thread::Builder::new();
+    if let Some(n) = name {
+        b = b.name(n);
+    }
+    if let Some(size) = stack_size.or(rt.as_ref().and_then(|r| r.stack_size)) {
+        b = b.stack_size(size);
+    }
+    let handle = b
+        .spawn(main)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create a kernel thread: {e}")))?;
+    if let ThreadKind::Kernel(slot) = &inner.kind {
+        let _ = slot.set(handle.thread().clone());
+    }
+    // The std handle is dropped, which detaches the kernel thread: joining goes through
+    // the packet, so that a green thread can join a kernel thread without blocking its
+    // worker.
+    drop(handle);
+    Ok(JoinHandle::new(packet, Thread::from_inner(inner)))
+}

@@ -1,0 +1,523 @@
+//! A worker: one kernel thread that runs green threads.
+//!
+//! The driver ([`Worker`]) lives on the worker's kernel thread and owns the run queue, the
+//! timers, the stack pool and the registry of started green threads; nothing else touches
+//! them, so they need no locks. The handle ([`WorkerShared`]) is what other kernel threads
+//! use: an inbox for green threads made runnable from elsewhere (remote unparks and
+//! spawns), and the flags of the idle-sleep protocol described in `sched/README.md`.
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use corosensei::CoroutineResult;
+
+use crate::park::{self, PARKED};
+use crate::sched::context;
+use crate::sched::timers::{TimerAction, Timers};
+use crate::stack::{self, StackPool};
+use crate::task::green::{Body, GreenCoroutine, GreenTask, GreenYielder, Suspend};
+use crate::task::packet::set_cancel_reason;
+use crate::task::{ThreadInner, ThreadKind};
+
+/// How often (in switches) a busy worker looks at its timers.
+const TIMER_CHECK_INTERVAL: u32 = 64;
+
+/// Idle stack bytes a worker keeps committed before it returns memory to the system.
+const POOL_KEEP_BYTES: usize = 64 << 20;
+
+/// The part of a worker other kernel threads use.
+pub(crate) struct WorkerShared {
+    /// Green threads made runnable by other kernel threads, and the closed flag.
+    inbox: Mutex<Inbox>,
+    /// Hint that `inbox` may be non-empty (or that shutdown was asked): checked at every
+    /// switch with a relaxed load, so the worker does not take the lock for nothing.
+    inbox_hint: AtomicBool,
+    /// True while the worker is, or is about to be, asleep in `idle_wait`.
+    sleeping: AtomicBool,
+    /// Set once by `Runtime` drop: cancel everything and exit.
+    shutdown: AtomicBool,
+    /// The worker's kernel thread, for waking it.
+    thread: OnceLock<std::thread::Thread>,
+    /// Default usable stack size of green threads spawned on this worker.
+    pub(crate) default_stack_size: usize,
+}
+
+#[derive(Default)]
+struct Inbox {
+    tasks: Vec<Arc<ThreadInner>>,
+    closed: bool,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(default_stack_size: usize) -> WorkerShared {
+        WorkerShared {
+            inbox: Mutex::new(Inbox::default()),
+            inbox_hint: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            default_stack_size,
+        }
+    }
+
+    /// Makes `task` runnable on this worker: straight onto the run queue when called on
+    /// the worker's own kernel thread, through the inbox otherwise.
+    pub(crate) fn schedule(&self, task: Arc<ThreadInner>) {
+        if let Some(w) = context::current_worker() {
+            if w.drives(self) {
+                w.push_back(task);
+                return;
+            }
+        }
+        if let Err(task) = self.push_remote(task) {
+            // The worker has shut down and every started thread on it was cancelled, so
+            // this record holds no coroutine any more; dropping it is all there is to do.
+            drop(task);
+        }
+    }
+
+    /// Pushes `task` into the inbox and wakes the worker if it sleeps. Fails, giving the
+    /// task back, once the worker has shut down.
+    pub(crate) fn push_remote(&self, task: Arc<ThreadInner>) -> Result<(), Arc<ThreadInner>> {
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if inbox.closed {
+                return Err(task);
+            }
+            inbox.tasks.push(task);
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// The waker's half of the idle-sleep protocol (sched/README.md): publish the hint,
+    /// then wake the worker if it may be asleep.
+    fn notify(&self) {
+        self.inbox_hint.store(true, SeqCst);
+        if self.sleeping.load(SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Whether shutdown has been asked.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    /// Asks the worker to cancel its green threads and exit.
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown.store(true, Release);
+        self.notify();
+    }
+
+    pub(crate) fn set_thread(&self, t: std::thread::Thread) {
+        let _ = self.thread.set(t);
+    }
+}
+
+/// The driver of a worker; lives on the worker's kernel thread.
+pub(crate) struct Worker {
+    shared: Arc<WorkerShared>,
+    runq: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
+    timers: UnsafeCell<Timers>,
+    stacks: UnsafeCell<StackPool>,
+    /// Started green threads (their coroutine exists), for shutdown and dumps.
+    registry: UnsafeCell<Vec<*const ThreadInner>>,
+}
+
+fn green(task: &ThreadInner) -> &GreenTask {
+    match &task.kind {
+        ThreadKind::Green(g) => g,
+        ThreadKind::Kernel(_) => unreachable!("a kernel thread on a green run queue"),
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<WorkerShared>) -> Worker {
+        Worker {
+            shared,
+            runq: UnsafeCell::new(VecDeque::with_capacity(1024)),
+            timers: UnsafeCell::new(Timers::default()),
+            stacks: UnsafeCell::new(StackPool::new(POOL_KEEP_BYTES)),
+            registry: UnsafeCell::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<WorkerShared> {
+        &self.shared
+    }
+
+    // The accessors below hand out short-lived `&mut` to worker-owned fields. All of them
+    // are called on the worker's kernel thread only (the `Worker` is reachable only
+    // through `context::current_worker` on that thread, and it is `!Sync`), and no caller
+    // keeps the borrow across a call that could reach another accessor of the same field
+    // (in particular never across a coroutine resume).
+
+    #[allow(clippy::mut_from_ref)]
+    fn runq(&self) -> &mut VecDeque<Arc<ThreadInner>> {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.runq.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn timers(&self) -> &mut Timers {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.timers.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn stacks(&self) -> &mut StackPool {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.stacks.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn registry(&self) -> &mut Vec<*const ThreadInner> {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.registry.get() }
+    }
+
+    /// Whether this driver drives `shared`.
+    pub(crate) fn drives(&self, shared: &WorkerShared) -> bool {
+        std::ptr::eq(Arc::as_ptr(&self.shared), shared)
+    }
+
+    /// Appends a runnable green thread to the local run queue.
+    pub(crate) fn push_back(&self, task: Arc<ThreadInner>) {
+        self.runq().push_back(task);
+    }
+
+    /// Creates the coroutine of a green thread owned by this worker and registers the
+    /// thread as started.
+    ///
+    /// # Safety
+    ///
+    /// Data borrowed by `main` must stay valid until the coroutine has returned or been
+    /// dropped (spawn paths without `'static` bounds guarantee this by waiting).
+    pub(crate) unsafe fn make_coroutine<F>(
+        &self,
+        task: &ThreadInner,
+        stack_size: usize,
+        main: F,
+    ) -> io::Result<GreenCoroutine>
+    where
+        F: FnOnce() + Send,
+    {
+        let stack = self.stacks().take(stack_size)?;
+        let g = green(task);
+        let local = g.local_ptr();
+        let (guard_start, guard_end) = stack.guard_range();
+        // SAFETY: we are on the owning worker's thread and the green thread has not
+        // started, so nothing else accesses its local part.
+        unsafe {
+            let o = &mut (*local).overflow;
+            o.guard_start = guard_start;
+            o.guard_end = guard_end;
+            o.id = task.id.as_u64().get();
+            o.stack_size = stack.usable_size();
+            if let Some(name) = task.name.as_deref() {
+                o.name_ptr = name.as_ptr();
+                o.name_len = name.len();
+            }
+        }
+        let body = move |yielder: &GreenYielder, ()| {
+            if let Some(me) = context::current_green() {
+                // SAFETY: `me` is this coroutine's own record, running on its worker.
+                unsafe { (*green(me).local_ptr()).yielder = yielder };
+            }
+            main();
+        };
+        // SAFETY: the caller guarantees `main`'s borrows outlive the coroutine.
+        let co = unsafe { GreenCoroutine::with_stack_unchecked(stack, body) };
+        let reg = self.registry();
+        // SAFETY: as above, exclusive access on the owning thread.
+        unsafe { (*local).registry_index = reg.len() };
+        reg.push(task);
+        Ok(co)
+    }
+
+    /// Drives green threads until shutdown, then cancels the remaining ones.
+    pub(crate) fn run(&self) {
+        context::set_current_worker(self);
+        stack::prepare_thread_for_green_stacks();
+        let mut tick: u32 = 0;
+        loop {
+            if self.shared.inbox_hint.load(Relaxed) {
+                if self.shared.shutdown.load(Acquire) {
+                    break;
+                }
+                self.drain_inbox();
+            }
+            tick = tick.wrapping_add(1);
+            if tick % TIMER_CHECK_INTERVAL == 0 && !self.timers().is_empty() {
+                self.fire_timers(Instant::now());
+            }
+            let next = self.runq().pop_front();
+            match next {
+                Some(task) => self.run_task(task),
+                None => self.idle(),
+            }
+        }
+        self.cancel_all();
+        context::set_current_worker(std::ptr::null());
+    }
+
+    fn drain_inbox(&self) {
+        self.shared.inbox_hint.store(false, SeqCst);
+        let tasks = {
+            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut inbox.tasks)
+        };
+        self.runq().extend(tasks);
+    }
+
+    /// Nothing is runnable: fire due timers, or sleep until the next deadline or a wakeup.
+    fn idle(&self) {
+        let now = Instant::now();
+        self.fire_timers(now);
+        if !self.runq().is_empty() {
+            return;
+        }
+        let deadline = self.timers().next_deadline();
+        // The sleeper's half of the protocol in sched/README.md: announce, re-check, sleep.
+        self.shared.sleeping.store(true, SeqCst);
+        if !self.shared.inbox_hint.load(SeqCst) {
+            match deadline {
+                Some(d) => std::thread::park_timeout(d.saturating_duration_since(now)),
+                None => std::thread::park(),
+            }
+        }
+        self.shared.sleeping.store(false, Relaxed);
+    }
+
+    fn fire_timers(&self, now: Instant) {
+        while let Some(timer) = self.timers().pop_due(now) {
+            match timer.action {
+                TimerAction::WakeSleeper => self.push_back(timer.task),
+                TimerAction::ExpirePark { seq } => {
+                    let g = green(&timer.task);
+                    // SAFETY: the thread is not running (it is parked or queued, and we are
+                    // its worker's scheduler), so reading its park sequence is exclusive.
+                    let current_seq = unsafe { (*g.local_ptr()).park_seq };
+                    if current_seq == seq && park::take_parked(g, false) {
+                        // SAFETY: winning PARKED -> EMPTY transfers the strong count the
+                        // worker leaked when it committed this park (sched/README.md).
+                        let owned = unsafe { Arc::from_raw(Arc::as_ptr(&timer.task)) };
+                        self.push_back(owned);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `task` until it suspends or returns, and files it accordingly.
+    ///
+    /// Inlined into the loop on purpose: a function return right after the switch back
+    /// from a coroutine is mispredicted (the return-stack buffer holds the coroutine's
+    /// frames), which costs as much as the switch itself on some CPUs.
+    #[inline(always)]
+    fn run_task(&self, task: Arc<ThreadInner>) {
+        let g = green(&task);
+        let local = g.local_ptr();
+        // All derefs of `local` in this function: we are the owning worker's scheduler;
+        // the green thread only runs inside `resume`, and during it we hold only `co`, a
+        // pointer into the `body` field, which the green thread never touches.
+        // SAFETY: see above.
+        if let Body::Unstarted(_) = unsafe { &(*local).body } {
+            if !self.start_unstarted(&task) {
+                return;
+            }
+        }
+        // SAFETY: see above.
+        let co: *mut GreenCoroutine = match unsafe { &mut (*local).body } {
+            Body::Coroutine(co) => co,
+            // Cancelled while queued (shutdown): nothing left to run.
+            Body::Finished => return,
+            Body::Unstarted(_) => unreachable!(),
+        };
+        loop {
+            context::set_current_green(Arc::as_ptr(&task));
+            // SAFETY: `overflow` lives in the task record, which outlives this run.
+            stack::set_running(unsafe { &(*local).overflow });
+            // SAFETY: `co` points into `body`, which nothing else touches while it runs.
+            let result = unsafe { (*co).resume(()) };
+            stack::set_running(std::ptr::null());
+            context::set_current_green(std::ptr::null());
+            match result {
+                CoroutineResult::Yield(Suspend::Yield) => {
+                    self.push_back(task);
+                    return;
+                }
+                CoroutineResult::Yield(Suspend::Park) => {
+                    // SAFETY: see above; the thread is switched out.
+                    unsafe { (*local).park_seq += 1 };
+                    if park::commit_park(g) {
+                        // The parked state owns this count now (sched/README.md, step 2).
+                        let _ = Arc::into_raw(task);
+                        return;
+                    }
+                }
+                CoroutineResult::Yield(Suspend::ParkUntil(deadline)) => {
+                    // SAFETY: see above; the thread is switched out.
+                    let seq = unsafe {
+                        (*local).park_seq += 1;
+                        (*local).park_seq
+                    };
+                    if park::commit_park(g) {
+                        let action = TimerAction::ExpirePark { seq };
+                        self.timers().arm(deadline, task.clone(), action);
+                        let _ = Arc::into_raw(task);
+                        return;
+                    }
+                }
+                CoroutineResult::Yield(Suspend::SleepUntil(deadline)) => {
+                    self.timers().arm(deadline, task, TimerAction::WakeSleeper);
+                    return;
+                }
+                CoroutineResult::Return(()) => {
+                    self.retire(&task);
+                    return;
+                }
+            }
+            // A token arrived before the park committed: run the thread again at once.
+        }
+    }
+
+    /// Creates the coroutine of a green thread spawned from another kernel thread.
+    /// Returns false if that failed (the thread was cancelled with the reason).
+    fn start_unstarted(&self, task: &Arc<ThreadInner>) -> bool {
+        let local = green(task).local_ptr();
+        // SAFETY: the thread has not started; only its worker (us) touches its local part.
+        let (main, size) = unsafe {
+            let Body::Unstarted(main) = std::mem::replace(&mut (*local).body, Body::Finished)
+            else {
+                unreachable!()
+            };
+            (main, (*local).stack_size)
+        };
+        // SAFETY: `main` is `'static` (remote spawns box only `'static` closures, or
+        // lifetime-erased ones whose spawner waits for completion).
+        match unsafe { self.make_coroutine(task, size, main) } {
+            Ok(co) => {
+                // SAFETY: as above.
+                unsafe { (*local).body = Body::Coroutine(co) };
+                true
+            }
+            Err(e) => {
+                // `main` was dropped inside `make_coroutine`'s error path: its packet
+                // completes the join with this reason.
+                set_cancel_reason(format!("spindle: could not start green thread: {e}"));
+                false
+            }
+        }
+    }
+
+    /// A green thread's coroutine returned (or was unwound): give its stack back and
+    /// forget it.
+    fn retire(&self, task: &ThreadInner) {
+        let local = green(task).local_ptr();
+        // SAFETY: the coroutine has finished; only its worker (us) touches its local part.
+        let body = unsafe { std::mem::replace(&mut (*local).body, Body::Finished) };
+        if let Body::Coroutine(co) = body {
+            self.stacks().give_back(co.into_stack());
+        }
+        let reg = self.registry();
+        // SAFETY: as above.
+        let index = unsafe { (*local).registry_index };
+        let last = reg.len() - 1;
+        reg.swap(index, last);
+        reg.pop();
+        if index < reg.len() {
+            let moved = reg[index];
+            // SAFETY: registry entries are records of live started threads of this worker.
+            unsafe { (*green(&*moved).local_ptr()).registry_index = index };
+        }
+    }
+
+    /// Shutdown: cancel every green thread that has not finished.
+    ///
+    /// Threads that never started are dropped first (their joiners get `Cancelled`). Then
+    /// started threads are unwound, youngest first, so that threads spawned inside a
+    /// `scope` are gone before the thread that waits for them is unwound. Unwinding runs
+    /// their destructors; a thread that tries to block while being unwound is unwound
+    /// again (corosensei's forced unwind), so shutdown cannot hang on it.
+    fn cancel_all(&self) {
+        set_cancel_reason("spindle: green thread cancelled: its runtime was dropped".into());
+        loop {
+            self.drain_inbox();
+            let queued: Vec<_> = self.runq().drain(..).collect();
+            for task in queued {
+                self.drop_if_unstarted(task);
+            }
+            if !self.runq().is_empty() {
+                continue;
+            }
+            let youngest = self.registry().iter().copied().max_by_key(|&t| {
+                // SAFETY: registry entries are records of live started threads.
+                unsafe { (*t).id }
+            });
+            let Some(t) = youngest else { break };
+            // SAFETY: as above; taking a count keeps the record alive while we unwind it.
+            let task = unsafe {
+                Arc::increment_strong_count(t);
+                Arc::from_raw(t)
+            };
+            self.cancel_started(task);
+        }
+        {
+            let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            inbox.closed = true;
+        }
+        self.drain_inbox();
+        let leftovers: Vec<_> = self.runq().drain(..).collect();
+        for task in leftovers {
+            self.drop_if_unstarted(task);
+        }
+        drop(self.timers().clear());
+    }
+
+    fn drop_if_unstarted(&self, task: Arc<ThreadInner>) {
+        let local = green(&task).local_ptr();
+        // SAFETY: the thread is not running; only its worker (us) touches its local part.
+        if let Body::Unstarted(_) = unsafe { &(*local).body } {
+            // SAFETY: as above.
+            let body = unsafe { std::mem::replace(&mut (*local).body, Body::Finished) };
+            drop(body);
+        }
+    }
+
+    fn cancel_started(&self, task: Arc<ThreadInner>) {
+        let g = green(&task);
+        // If it is parked, the parked state owns a leaked count: reclaim it. If a waker wins
+        // the race instead, the waker queues it and the count comes back through the queue.
+        if g.state.load(Acquire) == PARKED && park::take_parked(g, false) {
+            // SAFETY: winning PARKED -> EMPTY transfers the leaked count to us.
+            drop(unsafe { Arc::from_raw(Arc::as_ptr(&task)) });
+        }
+        let local = g.local_ptr();
+        // SAFETY: the thread is suspended; we are its worker. The pointer into `body`
+        // stays valid while the coroutine unwinds, which never touches `body`.
+        let co: *mut GreenCoroutine = match unsafe { &mut (*local).body } {
+            Body::Coroutine(co) => co,
+            _ => unreachable!("registry holds only started threads"),
+        };
+        context::set_current_green(Arc::as_ptr(&task));
+        // SAFETY: as above.
+        stack::set_running(unsafe { &(*local).overflow });
+        context::set_cancelling(true);
+        // SAFETY: `co` is valid (see above); unwinding runs the thread's destructors on its
+        // own stack, on its own kernel thread.
+        unsafe { (*co).force_unwind() };
+        context::set_cancelling(false);
+        stack::set_running(std::ptr::null());
+        context::set_current_green(std::ptr::null());
+        self.retire(&task);
+    }
+}

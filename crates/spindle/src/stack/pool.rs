@@ -1,0 +1,440 @@
+//! [`StackPool`]: a scheduler worker's cache of idle stacks, over its own arena.
+//!
+//! The pool keeps, per size class, the idle stacks in two lists, *warm* (pages still
+//! committed, at most `keep_bytes` of them) and *cold* (pages given back to the OS with
+//! `MADV_DONTNEED`, address range still reserved and guarded). The policy and its reasons are in
+//! the module essay (`stack/mod.rs`, "The pool, and when memory goes back to the OS").
+
+use std::cell::Cell;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::arena::Arena;
+use super::guard::GuardStrategy;
+use super::{check_stack_size, GreenStack};
+
+/// Source of pool ids, stamped into stacks so that a stack given back to the wrong pool is
+/// caught. Relaxed: only uniqueness matters, no other data is published with the id.
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The idle stacks of one usable size.
+#[derive(Debug)]
+struct SizeClass {
+    usable: usize,
+    /// Idle stacks whose touched pages are still committed; counted in `warm_idle_bytes`.
+    warm: Vec<GreenStack>,
+    /// Idle stacks whose pages were returned with `MADV_DONTNEED`.
+    cold: Vec<GreenStack>,
+}
+
+/// Per-worker cache of stacks, over an arena of its own.
+///
+/// Not `Sync` and needs no lock: one per scheduler worker kernel thread. Every stack taken
+/// must be given back to the same pool (checked: giving it to another panics) before the pool
+/// is dropped, or it is leaked on purpose; see the module essay for what dropping does then.
+#[derive(Debug)]
+pub(crate) struct StackPool {
+    arena: Arena,
+    /// A short list: a runtime uses one or a few stack sizes, so a linear search wins.
+    classes: Vec<SizeClass>,
+    /// Budget for warm idle stacks, in usable bytes.
+    keep_bytes: usize,
+    /// Usable bytes of the warm idle stacks, `<= keep_bytes`.
+    warm_idle_bytes: usize,
+    /// Stacks taken and not yet given back.
+    out: usize,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// A snapshot of a pool's bookkeeping, for debug dumps and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StackPoolStats {
+    /// Stacks taken and not yet given back.
+    pub(crate) out: usize,
+    /// Idle stacks whose pages may still be committed.
+    pub(crate) warm_idle: usize,
+    /// Idle stacks whose pages were given back to the OS.
+    pub(crate) cold_idle: usize,
+    /// Usable bytes of the warm idle stacks (at most the pool's `keep_bytes`).
+    pub(crate) warm_idle_bytes: usize,
+    /// Slots carved from the arena over the pool's life (each cost a guard installation).
+    pub(crate) slots_carved: usize,
+    /// Address space reserved by the arena, in bytes.
+    pub(crate) reserved_bytes: usize,
+    /// How many arena chunks (mmaps) the pool holds.
+    pub(crate) chunks: usize,
+}
+
+impl StackPool {
+    /// An empty pool that may keep up to `keep_bytes` of idle stacks (counted by usable size)
+    /// committed; idle stacks beyond that have their pages returned to the OS with
+    /// `MADV_DONTNEED` while their address range stays reserved for reuse.
+    ///
+    /// Reserves nothing until the first [`take`](StackPool::take).
+    pub(crate) fn new(keep_bytes: usize) -> StackPool {
+        StackPool::with_guard_strategy(keep_bytes, GuardStrategy::detected())
+    }
+
+    /// [`new`](StackPool::new) with the guard strategy chosen by the caller: tests use it to
+    /// exercise the `mprotect` fallback on a kernel that has `MADV_GUARD_INSTALL`.
+    pub(super) fn with_guard_strategy(keep_bytes: usize, guard: GuardStrategy) -> StackPool {
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        StackPool {
+            arena: Arena::new(guard, id),
+            classes: Vec::new(),
+            keep_bytes,
+            warm_idle_bytes: 0,
+            out: 0,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// A stack with at least `size` usable bytes (rounded up to the page size).
+    ///
+    /// The hot spawn path: an idle stack of that size class, warm first, then cold, is handed
+    /// out with a `Vec::pop` and no system call. Only when the class has none is a new slot
+    /// carved from the arena (one `madvise` or `mprotect` for its guard, and now and then an
+    /// `mmap` for a new chunk). Errors: [`check_stack_size`]'s for a bad size, and an
+    /// [`io::ErrorKind::OutOfMemory`] error naming the cause when the reservation fails.
+    #[inline]
+    pub(crate) fn take(&mut self, size: usize) -> io::Result<GreenStack> {
+        let usable = check_stack_size(size)?;
+        if let Some(class) = self.classes.iter_mut().find(|c| c.usable == usable) {
+            if let Some(stack) = class.warm.pop() {
+                self.warm_idle_bytes -= usable;
+                self.out += 1;
+                return Ok(stack);
+            }
+            if let Some(stack) = class.cold.pop() {
+                self.out += 1;
+                return Ok(stack);
+            }
+        }
+        self.take_fresh(usable)
+    }
+
+    /// The slow path of [`take`](StackPool::take): no idle stack of the class, so carve one.
+    #[cold]
+    #[inline(never)]
+    fn take_fresh(&mut self, usable: usize) -> io::Result<GreenStack> {
+        // Create the class now, so that giving the stack back finds it on the fast path.
+        let _ = self.class_index(usable);
+        let stack = self.arena.carve(usable)?;
+        self.out += 1;
+        Ok(stack)
+    }
+
+    /// Takes back a stack whose coroutine has finished or been unwound.
+    ///
+    /// Kept warm if the warm idle stacks stay within `keep_bytes`; otherwise its usable pages
+    /// go back to the OS now (one `madvise(MADV_DONTNEED)`) and it is kept cold.
+    ///
+    /// # Panics
+    ///
+    /// If `stack` was taken from another pool: the other pool could unmap it while this one
+    /// hands it out again.
+    #[inline]
+    pub(crate) fn give_back(&mut self, stack: GreenStack) {
+        if stack.owner() != self.arena.owner() {
+            wrong_pool();
+        }
+        self.out -= 1;
+        let usable = stack.usable_size();
+        let warm = self.warm_idle_bytes + usable <= self.keep_bytes;
+        match self.classes.iter_mut().find(|c| c.usable == usable) {
+            Some(class) if warm => {
+                self.warm_idle_bytes += usable;
+                class.warm.push(stack);
+            }
+            _ => self.give_back_slow(stack, warm),
+        }
+    }
+
+    /// The slow path of [`give_back`](StackPool::give_back): the stack goes cold, or its class
+    /// does not exist yet.
+    #[cold]
+    #[inline(never)]
+    fn give_back_slow(&mut self, stack: GreenStack, warm: bool) {
+        let usable = stack.usable_size();
+        let class = self.class_index(usable);
+        if warm {
+            self.warm_idle_bytes += usable;
+            self.classes[class].warm.push(stack);
+        } else {
+            // SAFETY: the stack is back in the pool: its coroutine has finished or been unwound
+            // (give_back's contract), so nothing runs on it and nothing refers into it.
+            let discarded = unsafe { stack.discard_contents() };
+            // A failure (it cannot happen on a mapped private range) only means the pages
+            // stay committed; the stack is still perfectly reusable.
+            debug_assert!(discarded.is_ok(), "MADV_DONTNEED failed: {discarded:?}");
+            self.classes[class].cold.push(stack);
+        }
+    }
+
+    /// A snapshot of the pool's bookkeeping.
+    pub(crate) fn stats(&self) -> StackPoolStats {
+        StackPoolStats {
+            out: self.out,
+            warm_idle: self.classes.iter().map(|c| c.warm.len()).sum(),
+            cold_idle: self.classes.iter().map(|c| c.cold.len()).sum(),
+            warm_idle_bytes: self.warm_idle_bytes,
+            slots_carved: self.arena.slots_carved(),
+            reserved_bytes: self.arena.reserved_bytes(),
+            chunks: self.arena.chunk_count(),
+        }
+    }
+
+    /// The index of the class for `usable` bytes, creating it on first use.
+    fn class_index(&mut self, usable: usize) -> usize {
+        match self.classes.iter().position(|c| c.usable == usable) {
+            Some(index) => index,
+            None => {
+                self.classes.push(SizeClass {
+                    usable,
+                    warm: Vec::new(),
+                    cold: Vec::new(),
+                });
+                self.classes.len() - 1
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_pool() -> ! {
+    panic!("a green-thread stack was given back to a pool that did not hand it out");
+}
+
+impl Drop for StackPool {
+    fn drop(&mut self) {
+        if self.out == 0 {
+            return; // The arena's drop unmaps every chunk.
+        }
+        // Some stacks were never given back: they may still be in use (or were dropped, which
+        // we cannot tell apart). Leak their chunks rather than unmap memory in use; done before
+        // the assertion below so that it holds in debug builds too.
+        let idle = self
+            .classes
+            .iter()
+            .flat_map(|c| c.warm.iter().chain(c.cold.iter()));
+        let leaked = self.arena.keep_chunks_with_stacks_out(idle);
+        debug_assert!(
+            std::thread::panicking(),
+            "StackPool dropped with {} stack(s) not given back; leaking {leaked} arena chunk(s)",
+            self.out,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::page_size;
+    use crate::stack::test_support::{is_readable, touch_pages};
+    use crate::stack::{guard_install_supported, MIN_STACK_SIZE};
+
+    const KIB: usize = 1024;
+
+    /// Touches every usable page of `stack`, as a thread that used it all would.
+    fn use_all_of(stack: &GreenStack) {
+        // SAFETY: the usable part of a stack we hold and run nothing on.
+        unsafe { touch_pages(stack.base() - stack.usable_size(), stack.usable_size()) };
+    }
+
+    #[test]
+    fn a_returned_stack_is_handed_out_again_without_arena_growth() {
+        let mut pool = StackPool::new(usize::MAX);
+        let a = pool.take(16 * KIB).unwrap();
+        let a_base = a.base();
+        pool.give_back(a);
+        let carved = pool.stats().slots_carved;
+        let b = pool.take(16 * KIB).unwrap();
+        assert_eq!(
+            b.base(),
+            a_base,
+            "the idle stack of the same class is reused"
+        );
+        assert_eq!(pool.stats().slots_carved, carved, "no new slot was carved");
+        pool.give_back(b);
+    }
+
+    #[test]
+    fn sizes_round_to_pages_and_classes_do_not_mix() {
+        let mut pool = StackPool::new(usize::MAX);
+        let odd = pool.take(MIN_STACK_SIZE + 1).unwrap();
+        assert_eq!(odd.usable_size(), MIN_STACK_SIZE + page_size());
+        let small = pool.take(16 * KIB).unwrap();
+        let (odd_base, small_base) = (odd.base(), small.base());
+        pool.give_back(odd);
+        pool.give_back(small);
+        let big = pool.take(64 * KIB).unwrap();
+        assert_ne!(big.base(), odd_base);
+        assert_ne!(big.base(), small_base);
+        assert_eq!(big.usable_size(), 64 * KIB);
+        let small_again = pool.take(16 * KIB).unwrap();
+        assert_eq!(small_again.base(), small_base);
+        pool.give_back(big);
+        pool.give_back(small_again);
+        assert_eq!(pool.stats().out, 0);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        let mut pool = StackPool::new(0);
+        assert_eq!(
+            pool.take(100).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(pool.stats().slots_carved, 0);
+    }
+
+    #[test]
+    fn returning_over_keep_bytes_gives_the_pages_back() {
+        let mut pool = StackPool::new(16 * KIB);
+        let first = pool.take(16 * KIB).unwrap();
+        let second = pool.take(16 * KIB).unwrap();
+        use_all_of(&first);
+        use_all_of(&second);
+        let (first_base, second_base) = (first.base(), second.base());
+
+        pool.give_back(first); // fits in keep_bytes: stays warm
+        pool.give_back(second); // over the budget: DONTNEED, cold
+        let stats: crate::stack::StackPoolStats = pool.stats();
+        assert_eq!((stats.warm_idle, stats.cold_idle), (1, 1));
+        assert_eq!(stats.warm_idle_bytes, 16 * KIB);
+
+        // Warm stacks are preferred, and still hold their pages.
+        let warm = pool.take(16 * KIB).unwrap();
+        assert_eq!(warm.base(), first_base);
+        assert_eq!(warm.resident_bytes().unwrap(), 16 * KIB);
+        // The cold one comes next, with nothing resident, and still guarded.
+        let cold = pool.take(16 * KIB).unwrap();
+        assert_eq!(cold.base(), second_base);
+        assert_eq!(cold.resident_bytes().unwrap(), 0);
+        assert!(!is_readable(cold.guard_range().0));
+        assert!(!is_readable(cold.guard_range().1 - 1));
+        assert_eq!(pool.stats().warm_idle_bytes, 0);
+
+        // A cold stack used again and returned within the budget becomes warm.
+        use_all_of(&cold);
+        pool.give_back(cold);
+        assert_eq!(pool.stats().warm_idle, 1);
+        pool.give_back(warm); // over the budget again: discarded, not kept warm
+        let stats = pool.stats();
+        assert_eq!((stats.warm_idle, stats.cold_idle), (1, 1));
+    }
+
+    #[test]
+    fn keep_bytes_zero_discards_every_returned_stack() {
+        let mut pool = StackPool::new(0);
+        let stack = pool.take(32 * KIB).unwrap();
+        use_all_of(&stack);
+        assert_eq!(stack.resident_bytes().unwrap(), 32 * KIB);
+        pool.give_back(stack);
+        let stack = pool.take(32 * KIB).unwrap();
+        assert_eq!(stack.resident_bytes().unwrap(), 0);
+        pool.give_back(stack);
+    }
+
+    #[test]
+    #[should_panic(expected = "given back to a pool that did not hand it out")]
+    fn a_stack_given_to_the_wrong_pool_is_refused() {
+        let mut home = StackPool::new(0);
+        let mut other = StackPool::new(0);
+        let stack = home.take(16 * KIB).unwrap();
+        // `home` is dropped during the unwinding with a stack out: it leaks, without asserting.
+        other.give_back(stack);
+    }
+
+    #[test]
+    fn dropping_a_pool_with_stacks_out_keeps_their_memory_mapped() {
+        let mut pool = StackPool::new(0);
+        let kept = pool.take(16 * KIB).unwrap();
+        let returned = pool.take(16 * KIB).unwrap();
+        pool.give_back(returned);
+        let drop_pool = std::panic::AssertUnwindSafe(move || drop(pool));
+        // Debug builds assert in drop (after leaking the chunk): catch that.
+        let dropped = std::panic::catch_unwind(drop_pool);
+        assert_eq!(dropped.is_err(), cfg!(debug_assertions));
+        assert!(
+            is_readable(kept.base() - 1),
+            "memory of a stack still out was unmapped"
+        );
+        // SAFETY: `kept` was never given back, so its chunk leaked and is still ours to use.
+        unsafe { touch_pages(kept.base() - kept.usable_size(), kept.usable_size()) };
+    }
+
+    #[test]
+    fn the_mprotect_fallback_works() {
+        let mut pool = StackPool::with_guard_strategy(0, GuardStrategy::ProtNone);
+        let stacks: Vec<_> = (0..8).map(|_| pool.take(16 * KIB).unwrap()).collect();
+        for stack in &stacks {
+            let (start, end) = stack.guard_range();
+            assert!(!is_readable(start));
+            assert!(!is_readable(end - 1));
+            assert!(is_readable(end));
+            use_all_of(stack);
+        }
+        for stack in stacks {
+            pool.give_back(stack);
+        }
+        // Reused cold (keep_bytes = 0): guards intact after MADV_DONTNEED.
+        let stack = pool.take(16 * KIB).unwrap();
+        assert!(!is_readable(stack.guard_range().0));
+        assert_eq!(pool.stats().slots_carved, 8);
+        pool.give_back(stack);
+    }
+
+    #[test]
+    fn two_hundred_thousand_stacks_fit_under_the_mapping_limit() {
+        const COUNT: usize = 200_000;
+        if !guard_install_supported() {
+            println!(
+                "note: MADV_GUARD_INSTALL is not supported on this kernel; with mprotect guards \
+                 every stack costs two mappings, so {COUNT} stacks cannot fit under the default \
+                 vm.max_map_count. Test skipped."
+            );
+            return;
+        }
+        let maps_before = count_mappings();
+        let mut pool = StackPool::new(0);
+        let mut held = Vec::with_capacity(COUNT);
+        for _ in 0..COUNT {
+            held.push(pool.take(16 * KIB).unwrap());
+        }
+        let maps_held = count_mappings();
+        let stats = pool.stats();
+        assert_eq!(stats.out, COUNT);
+        assert_eq!(stats.slots_carved, COUNT);
+        // 200,000 stacks of 16 KiB + guard: 62 chunks of 64 MiB. Other tests running at the
+        // same time add mappings too, hence the margin; mprotect guards would add 400,000.
+        assert!(
+            maps_held < maps_before + 2_000,
+            "mappings grew from {maps_before} to {maps_held}"
+        );
+        // The last and first stacks are guarded and usable.
+        for stack in [&held[0], &held[COUNT - 1]] {
+            assert!(!is_readable(stack.guard_range().0));
+            assert!(is_readable(stack.base() - 1));
+        }
+        for stack in held.drain(..) {
+            pool.give_back(stack);
+        }
+        for _ in 0..COUNT {
+            held.push(pool.take(16 * KIB).unwrap());
+        }
+        assert_eq!(pool.stats().slots_carved, COUNT, "all reused, none carved");
+        for stack in held {
+            pool.give_back(stack);
+        }
+    }
+
+    fn count_mappings() -> usize {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count()
+    }
+}

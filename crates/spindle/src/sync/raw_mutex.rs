@@ -1,0 +1,482 @@
+//! The lock behind [`crate::sync::Mutex`]: a state word, a FIFO of parked waiters.
+//!
+//! ## The state word
+//!
+//! One `AtomicU32` with three bits:
+//!
+//! - `LOCKED`: someone holds the lock.
+//! - `WAITERS`: the wait queue is not empty. Changed only under the queue's spin lock.
+//! - `WOKEN`: an unlock has woken a waiter that has not yet come back to compete. At most
+//!   one waiter is "woken" at a time, and it owns the bit: it clears it when it next
+//!   acquires the lock or queues again (the Go runtime's `mutexWoken`).
+//!
+//! The uncontended paths touch nothing else: `lock` is one CAS `0 -> LOCKED` (acquire),
+//! `unlock` one CAS `LOCKED -> 0` (release). No allocation, no system call, no thread handle.
+//!
+//! ## The protocol
+//!
+//! **Lock, contended.** A thread that finds `LOCKED` set first spins a little if it is a
+//! kernel thread and nobody is queued (the holder probably runs on another core; a green
+//! thread does not spin, since the holder may be waiting for this very kernel thread).
+//! Then it takes the queue lock and, in one CAS, sets `WAITERS` if `LOCKED` is still set
+//! (clearing `WOKEN` if it owns it); if the lock was released meanwhile it retries instead.
+//! It links its entry (on its own stack) and parks until an unlock serves it.
+//!
+//! **Unlock, contended** (the CAS failed, so another bit is set):
+//!
+//! - no `WAITERS`, or `WOKEN` set (a woken waiter is already on its way): just clear
+//!   `LOCKED` (CAS loop). Not waking a second waiter while one is pending is what keeps a
+//!   burst of unlocks from waking the whole queue.
+//! - otherwise take the queue lock, pop the head and either
+//!   - clear `LOCKED`, set `WOKEN` and wake the head with the outcome "compete", or
+//!   - leave `LOCKED` set and wake the head with the outcome "handed off": it owns the lock.
+//!
+//!   `WAITERS` stays set if entries remain.
+//!
+//! **Barging, FIFO wake-ups, bounded starvation.** A woken waiter competes with threads
+//! that arrive meanwhile ("barging"): that keeps the lock busy instead of idle while the
+//! woken thread is being scheduled, which matters most in the many-to-one model, where the
+//! unlocker usually keeps running. Waiters are woken in FIFO order. A woken waiter that
+//! loses the race goes back to the *front* of the queue, and once it has lost
+//! [`HANDOFF_AFTER_LOST_RACES`] races it asks for a hand-off: the next unlock that wakes it
+//! passes the lock directly, so no waiter is bypassed more than a bounded number of times
+//! per wake-up.
+//!
+//! ## Why the state may be written with plain stores in the unlock slow path
+//!
+//! While a thread holds `LOCKED` and the queue lock, with `WOKEN` clear, nobody else can
+//! change the word: acquiring needs `LOCKED` clear, setting or clearing `WAITERS` needs the
+//! queue lock, and `WOKEN` is set only by unlockers (that is us) or by a condvar requeue
+//! under the queue lock, and cleared only by its owner (there is none while it is clear).
+//!
+//! ## Invariant, and why no wake-up is lost
+//!
+//! At every moment: **`WAITERS` set and `LOCKED` clear implies `WOKEN` set.** Each write of
+//! the word keeps it (check them: queuing sets `WAITERS` only with `LOCKED` set; the unlock
+//! slow path clears `LOCKED` only when `WAITERS` is clear or `WOKEN` is set, or sets `WOKEN`
+//! as it clears it; the woken waiter clears `WOKEN` only together with setting `LOCKED` or
+//! while `LOCKED` is set).
+//!
+//! So a queued waiter is never stranded: whenever the lock is free with waiters queued, a
+//! woken thread is on its way. It either takes the lock (and its unlock will see
+//! `WAITERS`), or queues again with `LOCKED` set by some holder (whose unlock will see
+//! `WAITERS` and no `WOKEN`, and wake). A queuing thread's CAS and the holder's fast unlock
+//! CAS are on the same word, so one of them fails: either the unlock sees `WAITERS`, or the
+//! queuing thread sees the lock free and retries. The wake-up itself goes through the
+//! handshake in `sync/waiter.rs`, which cannot lose an unpark.
+//!
+//! ## Memory orderings
+//!
+//! Acquire on every CAS that sets `LOCKED`, release on every write that clears it: that is
+//! the lock's own happens-before. The bits `WAITERS` and `WOKEN` are hints about the queue,
+//! which the queue lock orders, so their updates are relaxed. A hand-off does not clear
+//! `LOCKED`; the new owner synchronizes with the old one through the waiter handshake (the
+//! outcome's release store and acquire load).
+//!
+//! ## Cancellation
+//!
+//! A green thread parked here may be unwound when its runtime is dropped. Its entry's drop
+//! guard unlinks it if still queued; if it was already served it gives the service back:
+//! unlocks a lock it was handed, or passes on a `WOKEN` it owns (taking and releasing the
+//! lock if waiters are queued and the lock is free), so the next waiter is woken instead.
+
+use std::cell::Cell;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use crossbeam_utils::Backoff;
+
+use super::spin_lock::SpinLock;
+use super::wait_list::{Linked, Links, WaitList};
+use super::waiter::{Waiter, FIRST_OUTCOME};
+use crate::park::WaitReason;
+use crate::sched::context;
+
+/// Someone holds the lock.
+const LOCKED: u32 = 1;
+/// The wait queue is not empty.
+const WAITERS: u32 = 2;
+/// A waiter has been woken to compete and has not come back yet.
+const WOKEN: u32 = 4;
+
+/// Outcome: you were woken to compete for the lock, and you own `WOKEN`.
+pub(crate) const WOKEN_TO_COMPETE: u8 = FIRST_OUTCOME;
+/// Outcome: the lock was handed to you; you hold it.
+pub(crate) const HANDED_OFF: u8 = FIRST_OUTCOME + 1;
+
+/// A woken waiter that lost this many races asks for the lock to be handed to it.
+pub(crate) const HANDOFF_AFTER_LOST_RACES: u32 = 2;
+
+/// Backoff rounds a kernel thread spins before queuing (1 + 2 + ... + 32 pause instructions).
+const SPIN_ROUNDS: u32 = 6;
+
+/// A queue entry of a thread waiting for a [`RawMutex`] (or, first, for a condvar).
+pub(crate) struct LockWaiter {
+    links: Links<LockWaiter>,
+    pub(crate) waiter: Waiter,
+    /// Set by the owner before queuing, read by the unlocker; both under the queue lock.
+    wants_handoff: Cell<bool>,
+    /// True while the entry is in a condvar's list rather than a mutex's; changed only
+    /// under the condvar's queue lock (see `sync/condvar.rs`).
+    pub(crate) on_condvar: Cell<bool>,
+}
+
+// SAFETY: `links` is a field, returned every time.
+unsafe impl Linked for LockWaiter {
+    fn links(&self) -> &Links<LockWaiter> {
+        &self.links
+    }
+}
+
+impl LockWaiter {
+    /// An entry for the calling thread.
+    pub(crate) fn for_current_thread() -> LockWaiter {
+        LockWaiter {
+            links: Links::new(),
+            waiter: Waiter::for_current_thread(),
+            wants_handoff: Cell::new(false),
+            on_condvar: Cell::new(false),
+        }
+    }
+}
+
+/// A mutual-exclusion lock with no data: the state word and the wait queue.
+pub(crate) struct RawMutex {
+    state: AtomicU32,
+    queue: SpinLock<WaitList<LockWaiter>>,
+}
+
+// SAFETY: the queue holds pointers to entries of blocked threads; they are dereferenced
+// only under the queue lock or by the waker that unlinked them (sync/waiter.rs), and an
+// entry holds only a thread handle and flags, which any thread may use. The state is atomic.
+unsafe impl Sync for RawMutex {}
+// SAFETY: as above; moving the mutex moves no entry (a mutex with waiters is borrowed).
+unsafe impl Send for RawMutex {}
+
+impl RawMutex {
+    /// An unlocked mutex.
+    pub(crate) const fn new() -> RawMutex {
+        RawMutex {
+            state: AtomicU32::new(0),
+            queue: SpinLock::new(WaitList::new()),
+        }
+    }
+
+    /// Acquires the lock, parking while it is held.
+    #[inline]
+    pub(crate) fn lock(&self) {
+        if self
+            .state
+            .compare_exchange_weak(0, LOCKED, Acquire, Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+    }
+
+    /// Acquires the lock if it is free (barging past queued waiters, as `lock` does).
+    #[inline]
+    pub(crate) fn try_lock(&self) -> bool {
+        let mut s = self.state.load(Relaxed);
+        loop {
+            if s & LOCKED != 0 {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, s | LOCKED, Acquire, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Releases the lock, waking a waiter if one needs it. The caller holds the lock.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Release, Relaxed)
+            .is_err()
+        {
+            self.unlock_contended();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let entry = LockWaiter::for_current_thread();
+        self.lock_queued(&entry, false);
+    }
+
+    /// Acquires the lock for a thread whose `entry` is in no queue. `woken`: the caller was
+    /// woken by an unlock and owns the `WOKEN` bit.
+    pub(crate) fn lock_queued(&self, entry: &LockWaiter, mut woken: bool) {
+        let may_spin = context::current_green().is_none();
+        let mut spins = 0;
+        let backoff = Backoff::new();
+        let mut lost_races = 0;
+        loop {
+            let s = self.state.load(Relaxed);
+            if s & LOCKED == 0 {
+                let new = (s | LOCKED) & if woken { !WOKEN } else { !0 };
+                if self
+                    .state
+                    .compare_exchange_weak(s, new, Acquire, Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            if may_spin && s & WAITERS == 0 && spins < SPIN_ROUNDS {
+                spins += 1;
+                backoff.spin();
+                continue;
+            }
+            match self.queue_and_wait(entry, woken, lost_races) {
+                None => continue, // released before we could queue: compete again
+                Some(HANDED_OFF) => return,
+                Some(_) => {
+                    woken = true;
+                    lost_races += 1;
+                }
+            }
+        }
+    }
+
+    /// Queues `entry` if the lock is still held and parks until an unlock serves it.
+    /// Returns the outcome, or `None` (without queuing) if the lock was free.
+    fn queue_and_wait(&self, entry: &LockWaiter, woken: bool, lost_races: u32) -> Option<u8> {
+        {
+            let mut queue = self.queue.lock();
+            let mut s = self.state.load(Relaxed);
+            loop {
+                if s & LOCKED == 0 {
+                    return None;
+                }
+                // Relaxed: WAITERS and WOKEN are ordered by the queue lock (module doc).
+                let new = (s | WAITERS) & if woken { !WOKEN } else { !0 };
+                match self.state.compare_exchange_weak(s, new, Relaxed, Relaxed) {
+                    Ok(_) => break,
+                    Err(actual) => s = actual,
+                }
+            }
+            entry.waiter.reset();
+            entry
+                .wants_handoff
+                .set(lost_races >= HANDOFF_AFTER_LOST_RACES);
+            // SAFETY: `entry` lives in our caller's frame and is in no list (the caller's
+            // contract, or it was unlinked by the waker that served it last time). It stays
+            // put until unlinked: we wait below until a waker has unlinked and served it,
+            // and if we are unwound meanwhile the guard unlinks it.
+            unsafe {
+                if lost_races > 0 {
+                    queue.push_front(entry);
+                } else {
+                    queue.push_back(entry);
+                }
+            }
+        }
+        let guard = AbandonOnUnwind { mutex: self, entry };
+        let outcome = entry.waiter.wait(WaitReason::MutexLock, None);
+        std::mem::forget(guard);
+        outcome
+    }
+
+    /// Finishes acquiring after a wake-up with `outcome` (for a condvar waiter that was
+    /// moved to this mutex's queue).
+    pub(crate) fn lock_after_wake(&self, entry: &LockWaiter, outcome: u8) {
+        match outcome {
+            HANDED_OFF => {}
+            WOKEN_TO_COMPETE => self.lock_queued(entry, true),
+            other => unreachable!("mutex wake-up outcome {other}"),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unlock_contended(&self) {
+        let mut s = self.state.load(Relaxed);
+        while s & WAITERS == 0 || s & WOKEN != 0 {
+            debug_assert!(s & LOCKED != 0, "unlock of an unlocked mutex");
+            match self
+                .state
+                .compare_exchange_weak(s, s & !LOCKED, Release, Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
+        }
+        let mut queue = self.queue.lock();
+        // From here the word is ours alone (module doc), so plain stores suffice.
+        let s = self.state.load(Relaxed);
+        debug_assert_eq!(s & (LOCKED | WOKEN), LOCKED);
+        let Some(head) = queue.pop_front() else {
+            // Every queued waiter was unwound since we looked.
+            self.state.store(0, Release);
+            return;
+        };
+        let rest = if queue.is_empty() { 0 } else { WAITERS };
+        // SAFETY: `head` was queued, so it is a live entry (wait_list.rs push contract),
+        // and we hold the queue lock that guards `wants_handoff`.
+        let handoff = unsafe { (*head).wants_handoff.get() };
+        let outcome = if handoff {
+            // Keep LOCKED: the head owns the lock now.
+            self.state.store(LOCKED | rest, Relaxed);
+            HANDED_OFF
+        } else {
+            self.state.store(WOKEN | rest, Release);
+            WOKEN_TO_COMPETE
+        };
+        // SAFETY: as above; unlinked under the lock, so we may start its wake-up.
+        unsafe { (*head).waiter.start_wake() };
+        drop(queue);
+        // SAFETY: we started this wake-up and finish it once; we do not touch `head` after.
+        unsafe { Waiter::finish_wake(&raw const (*head).waiter, outcome) };
+    }
+
+    /// Moves condvar waiters (unlinked from the condvar, `on_condvar` already false, still
+    /// `WAITING`) to the back of this mutex's queue, so that unlocks wake them one at a time.
+    /// If the mutex is free and no waiter is woken, nobody would wake them: then the first
+    /// queued entry is popped, `WOKEN` set for it, and its wake-up started; the caller
+    /// finishes it (outcome [`WOKEN_TO_COMPETE`]) once it has released its own lock.
+    ///
+    /// # Safety
+    ///
+    /// The entries in `moved` satisfy the push contract of [`WaitList`] for this mutex's
+    /// queue: they stay valid until unlinked from it.
+    pub(crate) unsafe fn requeue(
+        &self,
+        moved: &mut WaitList<LockWaiter>,
+    ) -> Option<*const LockWaiter> {
+        let mut queue = self.queue.lock();
+        queue.append(moved);
+        let mut s = self.state.load(Relaxed);
+        loop {
+            if s & (LOCKED | WOKEN) != 0 {
+                // A holder's unlock, or the woken waiter, will get to them.
+                match self
+                    .state
+                    .compare_exchange_weak(s, s | WAITERS, Relaxed, Relaxed)
+                {
+                    Ok(_) => return None,
+                    Err(actual) => s = actual,
+                }
+                continue;
+            }
+            // Free and nobody woken: by the invariant the queue was empty before `append`.
+            let rest = if queue.has_one() { 0 } else { WAITERS };
+            match self
+                .state
+                .compare_exchange_weak(s, s | WOKEN | rest, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    let head = queue.pop_front().expect("requeued entries are queued");
+                    // SAFETY: `head` is a live entry we just unlinked under the queue lock.
+                    unsafe { (*head).waiter.start_wake() };
+                    return Some(head);
+                }
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// A thread whose `entry` was queued here is being unwound: unlink it, or give back
+    /// what it was served. Never parks.
+    pub(crate) fn abandon(&self, entry: &LockWaiter) {
+        let mut queue = self.queue.lock();
+        if entry.waiter.is_waiting() {
+            // SAFETY: a `WAITING` entry that is not on a condvar is in this queue.
+            unsafe { queue.remove(entry) };
+            if queue.is_empty() {
+                self.state.fetch_and(!WAITERS, Relaxed);
+            }
+            return;
+        }
+        drop(queue);
+        match entry.waiter.outcome_without_parking() {
+            HANDED_OFF => self.unlock(),
+            _ => self.pass_on_wakeup(),
+        }
+    }
+
+    /// Gives up the `WOKEN` bit we own without competing: if waiters are queued and the lock
+    /// is free, take it and release it through the path that wakes the next one.
+    fn pass_on_wakeup(&self) {
+        let mut s = self.state.load(Relaxed);
+        loop {
+            let (new, took_lock) = if s & LOCKED == 0 && s & WAITERS != 0 {
+                ((s | LOCKED) & !WOKEN, true)
+            } else {
+                (s & !WOKEN, false)
+            };
+            match self.state.compare_exchange_weak(s, new, Acquire, Relaxed) {
+                Ok(_) => {
+                    if took_lock {
+                        self.unlock();
+                    }
+                    return;
+                }
+                Err(actual) => s = actual,
+            }
+        }
+    }
+}
+
+/// Unlinks a queued entry, or gives back its service, if its thread is unwound while parked.
+struct AbandonOnUnwind<'a> {
+    mutex: &'a RawMutex,
+    entry: &'a LockWaiter,
+}
+
+impl Drop for AbandonOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.mutex.abandon(self.entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawMutex;
+    use std::cell::UnsafeCell;
+    use std::sync::Arc;
+
+    struct Counter {
+        lock: RawMutex,
+        value: UnsafeCell<u64>,
+    }
+    // SAFETY: `value` is only touched with `lock` held.
+    unsafe impl Sync for Counter {}
+
+    #[test]
+    fn kernel_threads_exclude_each_other() {
+        let c = Arc::new(Counter {
+            lock: RawMutex::new(),
+            value: UnsafeCell::new(0),
+        });
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        c.lock.lock();
+                        // SAFETY: we hold the lock.
+                        unsafe { *c.value.get() += 1 };
+                        c.lock.unlock();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(c.lock.try_lock());
+        // SAFETY: we hold the lock.
+        assert_eq!(unsafe { *c.value.get() }, 160_000);
+        assert!(!c.lock.try_lock());
+        c.lock.unlock();
+    }
+}

@@ -1,0 +1,14 @@
+//! The green thread and the handles others hold to it.
+//!
+//! - [`ThreadInner`] is the one record every spindle thread has, green or kernel: its id,
+//!   its name and how to wake it. A [`crate::Thread`] is a shared handle to it.
+//! - [`green::GreenTask`] is the part only green threads have: the park state word and the
+//!   worker-owned cell that holds the coroutine.
+//! - [`packet`] carries a thread's result to its `JoinHandle`.
+
+pub(crate) mod green;
+pub(crate) mod packet;
+pub(crate) mod scope;
+pub(crate) mod thread;
+
+pub(crate) use thread::{ThreadInner, ThreadKind};

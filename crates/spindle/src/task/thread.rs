@@ -1,0 +1,101 @@
+//! `Thread`, `ThreadId` and the record behind them.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::green::GreenTask;
+
+/// A unique identifier for a spindle thread, green or kernel.
+///
+/// Ids are never reused within a process. Unlike `std::thread::ThreadId` the number is
+/// available, so that dumps and debuggers can name a thread.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ThreadId(NonZeroU64);
+
+impl ThreadId {
+    /// A fresh id. Relaxed is enough: the counter only has to hand out distinct values.
+    pub(crate) fn next() -> ThreadId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        ThreadId(NonZeroU64::new(id).expect("thread id counter overflowed"))
+    }
+
+    /// The id as a number.
+    pub fn as_u64(self) -> NonZeroU64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What runs a thread: a green thread on a scheduler worker, or a kernel thread.
+pub(crate) enum ThreadKind {
+    /// A green thread; parking it switches its worker to another green thread.
+    Green(GreenTask),
+    /// A kernel thread (spawned by a one-to-one runtime, or any other thread); parking it
+    /// parks the kernel thread with `std::thread::park`. The std handle is set by whichever
+    /// of the spawner and the new thread gets there first, before the record can be reached
+    /// by anyone else.
+    Kernel(std::sync::OnceLock<std::thread::Thread>),
+}
+
+/// The shared record of one thread.
+pub(crate) struct ThreadInner {
+    pub(crate) id: ThreadId,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) kind: ThreadKind,
+}
+
+/// A handle to a spindle thread, green or kernel: the counterpart of `std::thread::Thread`.
+///
+/// Obtained from [`crate::current`] or [`crate::JoinHandle::thread`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Thread {
+    pub(crate) inner: Arc<ThreadInner>,
+}
+
+impl Thread {
+    pub(crate) fn from_inner(inner: Arc<ThreadInner>) -> Thread {
+        Thread { inner }
+    }
+
+    /// The thread's unique id.
+    pub fn id(&self) -> ThreadId {
+        self.inner.id
+    }
+
+    /// The thread's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// Whether this is a green thread (as opposed to a kernel thread).
+    pub fn is_green(&self) -> bool {
+        matches!(self.inner.kind, ThreadKind::Green(_))
+    }
+
+    /// Makes the thread's park token available, waking it if it is parked.
+    ///
+    /// The semantics are `std::thread::Thread::unpark`'s: a token, not a counter. If the
+    /// thread is parked it returns from `park`; otherwise its next `park` returns at once.
+    /// Works across models: a kernel thread may unpark a green thread and the other way round.
+    pub fn unpark(&self) {
+        crate::park::unpark(&self.inner);
+    }
+}
+
+impl fmt::Debug for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Thread")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("green", &self.is_green())
+            .finish()
+    }
+}

@@ -1,0 +1,216 @@
+//! Spawning, joining and controlling threads, green or kernel: the std-like entry points.
+//!
+//! Which kind of thread `spawn` makes depends on where it is called: from a green thread of
+//! a many-to-one runtime it makes a green thread on the same runtime; from a thread of a
+//! one-to-one runtime, or from a thread outside any runtime, it makes a kernel thread (so
+//! spindle can stand in for `std::thread` anywhere).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::park::{self, WaitReason};
+use crate::sched::context::{self, SpawnTarget};
+use crate::sched::{many_to_one, one_to_one};
+use crate::task::packet::Packet;
+use crate::task::scope::ScopeData;
+
+pub use crate::task::packet::Cancelled;
+pub use crate::task::scope::{scope, Scope, ScopedJoinHandle};
+pub use crate::task::thread::{Thread, ThreadId};
+
+/// Configuration for a new thread: name and stack size, as `std::thread::Builder`.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with no name and the runtime's default stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the thread (shown by `Thread::name`, panics messages and dumps).
+    pub fn name(mut self, name: String) -> Builder {
+        self.name = Some(name);
+        self
+    }
+
+    /// Sets the stack size in bytes (rounded up to whole pages for green threads).
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Spawns the thread. Fails with a message naming the cause if its stack or kernel
+    /// thread cannot be made, if the stack size is out of range, or if the runtime has
+    /// been dropped.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // SAFETY: `F` and `T` are `'static`, so there is no borrow to outlive.
+        unsafe { self.spawn_unchecked(None, f) }
+    }
+
+    /// Spawns a scoped thread, which may borrow from outside `scope`.
+    pub fn spawn_scoped<'scope, 'env, F, T>(
+        self,
+        scope: &'scope Scope<'scope, 'env>,
+        f: F,
+    ) -> io::Result<ScopedJoinHandle<'scope, T>>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        scope.spawn_with(self, f)
+    }
+
+    /// Spawns without a `'static` bound.
+    ///
+    /// # Safety
+    ///
+    /// If `F` or `T` borrow, the caller waits for the thread to finish before the borrowed
+    /// data goes away.
+    pub(crate) unsafe fn spawn_unchecked<'a, F, T>(
+        self,
+        scope: Option<Arc<ScopeData>>,
+        f: F,
+    ) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'a,
+        T: Send + 'a,
+    {
+        match context::spawn_target() {
+            SpawnTarget::Green(shared) => {
+                let size = self
+                    .stack_size
+                    .map(crate::stack::check_stack_size)
+                    .transpose()?;
+                // SAFETY: the borrow contract is our caller's.
+                unsafe { many_to_one::spawn(&shared, self.name, size, scope, f) }
+            }
+            SpawnTarget::Kernel(rt) => {
+                // SAFETY: the borrow contract is our caller's.
+                unsafe { one_to_one::spawn(rt, self.name, self.stack_size, scope, f) }
+            }
+        }
+    }
+}
+
+/// Spawns a thread and returns a handle to join it, as `std::thread::spawn`.
+///
+/// # Panics
+///
+/// If the thread cannot be created (for example no memory is left for its stack, or the
+/// runtime has been dropped); [`Builder::spawn`] returns the error instead.
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("failed to spawn thread: {e}"))
+}
+
+/// An owned permission to join a thread, as `std::thread::JoinHandle`. Dropping it detaches
+/// the thread.
+pub struct JoinHandle<T> {
+    packet: Arc<Packet<T>>,
+    thread: Thread,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(packet: Arc<Packet<T>>, thread: Thread) -> JoinHandle<T> {
+        JoinHandle { packet, thread }
+    }
+
+    /// Waits for the thread to finish and returns its result: `Err` with the panic payload
+    /// if it panicked, or with a [`Cancelled`] payload if its runtime was dropped first.
+    /// From a green thread this parks only the green thread.
+    pub fn join(self) -> std::thread::Result<T> {
+        self.packet.wait()
+    }
+
+    /// The thread's handle.
+    pub fn thread(&self) -> &Thread {
+        &self.thread
+    }
+
+    /// `join` for a thread that borrows from the caller's stack: if the wait is unwound by
+    /// the caller's runtime shutting down before the thread finished, abort rather than
+    /// free what the thread borrows.
+    pub(crate) fn join_borrowed(self) -> std::thread::Result<T> {
+        struct AbortIfUnfinished<'a, T>(&'a Packet<T>);
+        impl<T> Drop for AbortIfUnfinished<'_, T> {
+            fn drop(&mut self) {
+                if !self.0.is_done() {
+                    eprintln!(
+                        "spindle: a green thread was cancelled while waiting in block_on for a \
+                         thread that borrows its stack; aborting"
+                    );
+                    std::process::abort();
+                }
+            }
+        }
+        let guard = AbortIfUnfinished(&self.packet);
+        let result = self.packet.wait();
+        std::mem::forget(guard);
+        result
+    }
+
+    /// Whether the thread has finished (its result is ready, `join` will not wait).
+    pub fn is_finished(&self) -> bool {
+        self.packet.is_done()
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("thread", &self.thread)
+            .finish()
+    }
+}
+
+/// Gives way to other threads: a green thread goes to the back of its worker's run queue;
+/// a kernel thread calls `std::thread::yield_now`.
+#[inline]
+pub fn yield_now() {
+    match context::current_green() {
+        Some(task) => context::suspend(task, crate::task::green::Suspend::Yield),
+        None => std::thread::yield_now(),
+    }
+}
+
+/// Sleeps for at least `duration`. A green thread sleeps on its worker's timers and costs
+/// no CPU meanwhile; park tokens are not affected.
+pub fn sleep(duration: Duration) {
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => park::sleep_until(deadline),
+        // Too long to represent: sleep a year at a time, forever.
+        None => loop {
+            park::sleep_until(Instant::now() + Duration::from_secs(365 * 86_400));
+        },
+    }
+}
+
+/// Blocks until this thread's token is available (see [`Thread::unpark`]); may return
+/// spuriously, as `std::thread::park`.
+pub fn park() {
+    park::park(WaitReason::Park);
+}
+
+/// Like [`park`], but returns after at most `timeout`.
+pub fn park_timeout(timeout: Duration) {
+    park::park_timeout(WaitReason::Park, timeout);
+}
+
+/// The calling thread's handle: the running green thread, or this kernel thread.
+pub fn current() -> Thread {
+    context::current_thread()
+}
