@@ -110,6 +110,33 @@ fn park_many(n: u64) -> io::Result<Outcome> {
     })
 }
 
+/// The floor under any green-thread spawn: the kernel's cost of faulting in one fresh page
+/// per thread (each new stack's top page), measured on a scratch mapping with the same
+/// 20 KiB stride as the stacks. On a VM this is often most of the spawn time.
+fn first_touch_floor(n: u64) -> io::Result<f64> {
+    let stride = 20 * 1024;
+    let len = n as usize * stride;
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it, and it is
+    // unmapped below before anything could keep a pointer into it.
+    let base = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+        )?
+    };
+    let start = Instant::now();
+    for i in 0..n as usize {
+        // SAFETY: the address is inside the mapping made above (i < n, offset < len).
+        unsafe { std::ptr::write_volatile((base as *mut u8).add(i * stride + stride - 64), 1) };
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // SAFETY: unmapping exactly the mapping made above; no reference into it remains.
+    unsafe { rustix::mm::munmap(base, len)? };
+    Ok(elapsed * 1000.0)
+}
+
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (n, outcome) = match subject {
         Subject::Corosensei | Subject::Std => return Ok(Vec::new()),
@@ -125,9 +152,14 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
             (n, rt.block_on(|| park_many(n))?)
         }
     };
+    let floor = if subject == Subject::ManyToOne {
+        Some(first_touch_floor(n)?)
+    } else {
+        None
+    };
     let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / n as f64 / 1024.0;
     let name = subject.name();
-    Ok(vec![
+    let mut figures = vec![
         Figure::new(
             "memory",
             name,
@@ -171,5 +203,16 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
             "ms",
             n,
         ),
-    ])
+    ];
+    if let Some(ms) = floor {
+        figures.push(Figure::new(
+            "memory",
+            "page-fault floor",
+            "first touch of one fresh page per thread",
+            ms,
+            "ms",
+            n,
+        ));
+    }
+    Ok(figures)
 }
