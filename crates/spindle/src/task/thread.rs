@@ -31,15 +31,14 @@ impl ThreadId {
         }
         let id = BLOCK.with(|b| {
             let (next, end) = b.get();
-            let next = if next == end {
+            if next == end {
                 let start = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
                 b.set((start + 1, start + ID_BLOCK));
                 start
             } else {
                 b.set((next + 1, end));
                 next
-            };
-            next
+            }
         });
         ThreadId(NonZeroU64::new(id).expect("thread id counter overflowed"))
     }
