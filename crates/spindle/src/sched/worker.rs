@@ -344,11 +344,13 @@ impl Worker {
         };
         loop {
             context::set_current_green(Arc::as_ptr(&task));
-            // SAFETY: `overflow` lives in the task record, which outlives this run.
-            stack::set_running(unsafe { &(*local).overflow });
+            // SAFETY: `overflow` and the name it points to live in the task record, which
+            // `task` keeps alive and unmodified until the reset to null below.
+            unsafe { stack::set_running(&(*local).overflow) };
             // SAFETY: `co` points into `body`, which nothing else touches while it runs.
             let result = unsafe { (*co).resume(()) };
-            stack::set_running(std::ptr::null());
+            // SAFETY: null is always allowed.
+            unsafe { stack::set_running(std::ptr::null()) };
             context::set_current_green(std::ptr::null());
             match result {
                 CoroutineResult::Yield(Suspend::Yield) => {
@@ -509,14 +511,16 @@ impl Worker {
             _ => unreachable!("registry holds only started threads"),
         };
         context::set_current_green(Arc::as_ptr(&task));
-        // SAFETY: as above.
-        stack::set_running(unsafe { &(*local).overflow });
+        // SAFETY: `overflow` and the name it points to live in the task record, which
+        // `task` keeps alive and unmodified until the reset to null below.
+        unsafe { stack::set_running(&(*local).overflow) };
         context::set_cancelling(true);
         // SAFETY: `co` is valid (see above); unwinding runs the thread's destructors on its
         // own stack, on its own kernel thread.
         unsafe { (*co).force_unwind() };
         context::set_cancelling(false);
-        stack::set_running(std::ptr::null());
+        // SAFETY: null is always allowed.
+        unsafe { stack::set_running(std::ptr::null()) };
         context::set_current_green(std::ptr::null());
         self.retire(&task);
     }

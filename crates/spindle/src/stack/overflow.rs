@@ -143,18 +143,13 @@ thread_local! {
 /// Called by the scheduler at every resume and after every suspend: a single thread-local
 /// store, plus a compiler fence that emits no instruction.
 ///
-/// # Contract
+/// # Safety
 ///
 /// Unless `info` is null, it must point to an `OverflowInfo` whose `name_ptr` points to
 /// `name_len` readable bytes, and both must stay valid and unmodified until this kernel thread
 /// calls `set_running` again: the signal handler may read them at any instant in between.
-///
-/// This is a soundness requirement, as for an `unsafe fn`; the function is safe only because
-/// the crate-internal interface was fixed that way and the scheduler already calls it so. Its
-/// callers (in `sched`) pass null, or the `OverflowInfo` in the running thread's record, which
-/// outlives the run and whose name lives in the same record. Keep it that way.
 #[inline]
-pub(crate) fn set_running(info: *const OverflowInfo) {
+pub(crate) unsafe fn set_running(info: *const OverflowInfo) {
     // Orders the writes that filled in `*info` before the store of the pointer, as seen by
     // the signal handler, which runs on this same thread: a compiler fence is all that needs.
     compiler_fence(Ordering::Release);
@@ -408,10 +403,11 @@ mod tests {
         let info = crate::stack::OverflowInfo::new(&stack, id, name);
         let mut coroutine: Coroutine<(), (), u64, _> =
             Coroutine::with_stack(stack, |_, ()| recurse(0));
-        // `info` and the name it points to outlive the resume; cleared right after.
-        crate::stack::set_running(&info);
+        // SAFETY: `info` and the name it points to outlive the resume; cleared right after.
+        unsafe { crate::stack::set_running(&info) };
         let _ = coroutine.resume(());
-        set_running(ptr::null());
+        // SAFETY: null is always allowed.
+        unsafe { set_running(ptr::null()) };
         panic!("the green thread returned instead of overflowing");
     }
 
@@ -464,8 +460,8 @@ mod tests {
                 let mut pool = StackPool::new(0);
                 let stack = pool.take(16 * KIB).unwrap();
                 let info = OverflowInfo::new(&stack, 9, Some("innocent"));
-                // `info` outlives the fault below, which ends the process.
-                set_running(&info);
+                // SAFETY: `info` outlives the fault below, which ends the process.
+                unsafe { set_running(&info) };
                 let forbidden = crate::stack::test_support::ScratchMapping::new(4096);
                 // SAFETY: none: the read faults on purpose, in a page made PROT_NONE here.
                 unsafe {
