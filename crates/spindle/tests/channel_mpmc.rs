@@ -141,10 +141,13 @@ cross_model! {
                     let tx = tx.clone();
                     spindle::spawn(move || {
                         for i in 0..per {
-                            // Senders time out too, and retry with the message they got back.
+                            // Senders time out too, and retry with the message they got
+                            // back, waiting longer each time (so that a rendezvous is sure
+                            // to happen however slow the build).
                             let mut m = p * per + i;
-                            loop {
-                                match tx.send_timeout(m, Duration::from_micros(i % 7)) {
+                            for retry in 0.. {
+                                let timeout = Duration::from_micros(i % 7 + retry * retry);
+                                match tx.send_timeout(m, timeout) {
                                     Ok(()) => break,
                                     Err(e) => {
                                         m = e.into_inner();

@@ -369,9 +369,12 @@ impl<T> Drop for ChanGuard<'_, T> {
 
 /// Whether an operation that would have to wait should first yield once and look again.
 ///
-/// Only a green thread that may block does (a kernel thread's yield is a system call), and
-/// a sender only on a channel with a buffer (callers check): a yielding thread is in no wait
-/// list, so a rendezvous sender must register to be found. The point is the many-to-one
+/// Only a green thread in an untimed blocking operation does, and a sender only on a
+/// channel with a buffer (callers check). Not a kernel thread: its yield is a system call.
+/// Not a timed operation: it registers at once, so that its deadline measures time spent
+/// in the queue (a yield can take longer than a microsecond timeout, and two sides that
+/// each give up before registering would never meet). Not a rendezvous sender: a yielding
+/// thread is in no wait list, and a rendezvous needs one side registered. The point is the many-to-one
 /// ping-pong: when the peer is runnable on the same worker, one yield lets it run and
 /// produce, and the second look succeeds without a park and an unpark (two CASes in the
 /// park protocol plus the scheduler's bookkeeping; a yield costs neither). If the second
@@ -379,7 +382,7 @@ impl<T> Drop for ChanGuard<'_, T> {
 /// yield. crossbeam-channel makes the same bet with its backoff before blocking.
 #[inline]
 fn yield_first(wait: Wait) -> bool {
-    matches!(wait, Wait::Until(_)) && context::current_green().is_some()
+    matches!(wait, Wait::Until(None)) && context::current_green().is_some()
 }
 
 /// Takes every entry off `list` and starts its wake-up. Call it under the channel lock, so

@@ -66,8 +66,9 @@
 //! 4. otherwise (`try_recv`: fail with `Empty`) link an empty entry into
 //!    `waiting_receivers`, unlock, park until served.
 //!
-//! **Yield first (green threads only).** Before step 4 of a blocking `send` on a buffered
-//! channel, or of a blocking `recv`, a green thread unlocks, yields once, and looks again; only
+//! **Yield first (green threads, untimed operations).** Before step 4 of a blocking `send`
+//! on a buffered channel, or of a blocking `recv`, a green thread unlocks, yields once, and
+//! looks again; only
 //! if it still cannot proceed does it register and park. A yielding thread is in no wait
 //! list, so nothing about the protocol changes: it is an ordinary operation that happens a
 //! little later. What it buys is the many-to-one ping-pong: the peer, runnable on the same
@@ -75,8 +76,10 @@
 //! no unpark. A green `recv` also reads `recv_ready_hint`, a relaxed flag that every unlock
 //! sets to "a receive would succeed now": if the channel looked empty it yields before even
 //! taking the lock. The hint is advisory; a stale value costs one useless yield or lock round
-//! trip, never correctness. (Rendezvous senders do not yield first: a rendezvous needs one
-//! side registered for the other to find.)
+//! trip, never correctness. Rendezvous senders do not yield first (a rendezvous needs one
+//! side registered for the other to find), nor do timed operations (their deadline should
+//! measure time spent registered; two sides with tiny timeouts that each yielded before
+//! registering might never meet).
 //!
 //! **Dropping the last sender** sets `senders_gone` and wakes every waiting receiver with
 //! the outcome "disconnected" (the buffer is empty, by the invariant). **Dropping the last
