@@ -201,6 +201,7 @@ pub fn sleep(duration: Duration) {
 
 /// Blocks until this thread's token is available (see [`Thread::unpark`]); may return
 /// spuriously, as `std::thread::park`.
+#[inline]
 pub fn park() {
     park::park(WaitReason::Park);
 }
