@@ -192,6 +192,11 @@ pub(crate) fn take_parked(g: &GreenTask, leave_token: bool) -> bool {
         let (to, wakes) = match s {
             PARKED => (EMPTY, true),
             EMPTY if leave_token => (NOTIFIED, false),
+            // A token is already there, but the waker must still write the word (a release
+            // read-modify-write, as std's `swap`): the parker's acquiring CAS that consumes
+            // the token then synchronizes with this waker, so the parker sees what the
+            // waker wrote before unparking. A plain load here loses wakeups.
+            NOTIFIED if leave_token => (NOTIFIED, false),
             _ => return false,
         };
         // Release publishes the waker's writes to the woken thread; Acquire (on PARKED)

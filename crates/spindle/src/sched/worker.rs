@@ -10,7 +10,7 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -26,6 +26,12 @@ use crate::task::{ThreadInner, ThreadKind};
 
 /// How often (in switches) a busy worker looks at its timers.
 const TIMER_CHECK_INTERVAL: u32 = 64;
+
+/// The reason joiners of threads cancelled by a runtime drop are given.
+const SHUTDOWN_CANCEL_REASON: &str = "spindle: green thread cancelled: its runtime was dropped";
+
+/// The reason given when nothing more specific is known.
+const DEFAULT_CANCEL_REASON: &str = "spindle: green thread cancelled before it ran";
 
 /// Idle stack bytes a worker keeps committed before it returns memory to the system.
 const POOL_KEEP_BYTES: usize = 64 << 20;
@@ -108,12 +114,12 @@ impl WorkerShared {
 
     /// Whether shutdown has been asked.
     pub(crate) fn is_shut_down(&self) -> bool {
-        self.shutdown.load(Acquire)
+        self.shutdown.load(SeqCst)
     }
 
     /// Asks the worker to cancel its green threads and exit.
     pub(crate) fn request_shutdown(&self) {
-        self.shutdown.store(true, Release);
+        self.shutdown.store(true, SeqCst);
         self.notify();
     }
 
@@ -128,8 +134,12 @@ pub(crate) struct Worker {
     runq: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
     timers: UnsafeCell<Timers>,
     stacks: UnsafeCell<StackPool>,
-    /// Started green threads (their coroutine exists), for shutdown and dumps.
+    /// Started green threads (their coroutine exists), for shutdown and dumps. The entries
+    /// hold no count: a started thread is kept alive by its queue reference (sched/README.md)
+    /// until `retire` removes it from here.
     registry: UnsafeCell<Vec<*const ThreadInner>>,
+    /// Start sequence for the next coroutine made here: shutdown unwinds youngest first.
+    next_start: std::cell::Cell<u64>,
 }
 
 fn green(task: &ThreadInner) -> &GreenTask {
@@ -147,6 +157,7 @@ impl Worker {
             timers: UnsafeCell::new(Timers::default()),
             stacks: UnsafeCell::new(StackPool::new(POOL_KEEP_BYTES)),
             registry: UnsafeCell::new(Vec::new()),
+            next_start: std::cell::Cell::new(0),
         }
     }
 
@@ -211,6 +222,24 @@ impl Worker {
         F: FnOnce() + Send,
     {
         let stack = self.stacks().take(stack_size)?;
+        // SAFETY: passed on from our caller.
+        Ok(unsafe { self.make_coroutine_on(task, stack, main) })
+    }
+
+    /// [`Worker::make_coroutine`] on a stack already taken from this worker's pool.
+    ///
+    /// # Safety
+    ///
+    /// As for `make_coroutine`.
+    unsafe fn make_coroutine_on<F>(
+        &self,
+        task: &ThreadInner,
+        stack: crate::stack::GreenStack,
+        main: F,
+    ) -> GreenCoroutine
+    where
+        F: FnOnce() + Send,
+    {
         let g = green(task);
         let local = g.local_ptr();
         let (guard_start, guard_end) = stack.guard_range();
@@ -232,15 +261,27 @@ impl Worker {
                 // SAFETY: `me` is this coroutine's own record, running on its worker.
                 unsafe { (*green(me).local_ptr()).yielder = yielder };
             }
-            main();
+            // Cancelled before it ever ran (shutdown resumes it once for this): drop the
+            // closure here, on the thread's own stack and as the thread, so that what it
+            // captured is dropped with a proper green context.
+            if context::is_cancelling() {
+                drop(main);
+            } else {
+                main();
+            }
         };
         // SAFETY: the caller guarantees `main`'s borrows outlive the coroutine.
         let co = unsafe { GreenCoroutine::with_stack_unchecked(stack, body) };
         let reg = self.registry();
+        let seq = self.next_start.get();
+        self.next_start.set(seq + 1);
         // SAFETY: as above, exclusive access on the owning thread.
-        unsafe { (*local).registry_index = reg.len() };
+        unsafe {
+            (*local).registry_index = reg.len();
+            (*local).start_seq = seq;
+        }
         reg.push(task);
-        Ok(co)
+        co
     }
 
     /// Drives green threads until shutdown, then cancels the remaining ones.
@@ -250,10 +291,12 @@ impl Worker {
         let mut tick: u32 = 0;
         loop {
             if self.shared.inbox_hint.load(Relaxed) {
-                if self.shared.shutdown.load(Acquire) {
+                // Drain (which clears the hint) before looking at `shutdown`: a shutdown
+                // requested after that look sets the hint again, so it is seen next time.
+                self.drain_inbox();
+                if self.shared.shutdown.load(SeqCst) {
                     break;
                 }
-                self.drain_inbox();
             }
             tick = tick.wrapping_add(1);
             if tick % TIMER_CHECK_INTERVAL == 0 && !self.timers().is_empty() {
@@ -404,18 +447,20 @@ impl Worker {
             };
             (main, (*local).stack_size)
         };
-        // SAFETY: `main` is `'static` (remote spawns box only `'static` closures, or
-        // lifetime-erased ones whose spawner waits for completion).
-        match unsafe { self.make_coroutine(task, size, main) } {
-            Ok(co) => {
+        match self.stacks().take(size) {
+            Ok(stack) => {
+                // SAFETY: `main` is `'static` (remote spawns box only `'static` closures, or
+                // lifetime-erased ones whose spawner waits for completion).
+                let co = unsafe { self.make_coroutine_on(task, stack, main) };
                 // SAFETY: as above.
                 unsafe { (*local).body = Body::Coroutine(co) };
                 true
             }
             Err(e) => {
-                // `main` was dropped inside `make_coroutine`'s error path: its packet
-                // completes the join with this reason.
+                // The joiner learns why from the `Cancelled` the closure's drop publishes.
                 set_cancel_reason(format!("spindle: could not start green thread: {e}"));
+                drop(main);
+                set_cancel_reason(DEFAULT_CANCEL_REASON.into());
                 false
             }
         }
@@ -446,32 +491,49 @@ impl Worker {
     /// Shutdown: cancel every green thread that has not finished.
     ///
     /// Threads that never started are dropped first (their joiners get `Cancelled`). Then
-    /// started threads are unwound, youngest first, so that threads spawned inside a
-    /// `scope` are gone before the thread that waits for them is unwound. Unwinding runs
-    /// their destructors; a thread that tries to block while being unwound is unwound
-    /// again (corosensei's forced unwind), so shutdown cannot hang on it.
+    /// started threads are cancelled youngest first (by start order on this worker), so
+    /// that threads spawned inside a `scope` are gone before the thread that waits for them
+    /// is unwound. A started thread that never ran is resumed once to drop its closure on
+    /// its own stack; one that ran is unwound (corosensei's forced unwind), which runs its
+    /// destructors. Destructors of cancelled threads must not block: the forced unwind
+    /// cannot wait, and a destructor that parks during it aborts the process.
     fn cancel_all(&self) {
-        set_cancel_reason("spindle: green thread cancelled: its runtime was dropped".into());
+        set_cancel_reason(SHUTDOWN_CANCEL_REASON.into());
+        // Queue references of started threads, kept until the end: dropping one while the
+        // thread still has its coroutine would free the record under the registry.
+        let mut held: Vec<Arc<ThreadInner>> = Vec::new();
         loop {
             self.drain_inbox();
             let queued: Vec<_> = self.runq().drain(..).collect();
             for task in queued {
-                self.drop_if_unstarted(task);
+                held.extend(self.drop_if_unstarted(task));
             }
-            if !self.runq().is_empty() {
-                continue;
+            // Every registry entry is alive: its queue reference is in `held`, leaked into
+            // its park word, or in a timer. Take a count of each for the duration.
+            let mut victims: Vec<Arc<ThreadInner>> = self
+                .registry()
+                .iter()
+                .map(|&t| {
+                    // SAFETY: registry entries are live records (see above); incrementing
+                    // and rebuilding an `Arc` from the same pointer takes one more count.
+                    unsafe {
+                        Arc::increment_strong_count(t);
+                        Arc::from_raw(t)
+                    }
+                })
+                .collect();
+            if victims.is_empty() && self.runq().is_empty() {
+                break;
             }
-            let youngest = self.registry().iter().copied().max_by_key(|&t| {
-                // SAFETY: registry entries are records of live started threads.
-                unsafe { (*t).id }
-            });
-            let Some(t) = youngest else { break };
-            // SAFETY: as above; taking a count keeps the record alive while we unwind it.
-            let task = unsafe {
-                Arc::increment_strong_count(t);
-                Arc::from_raw(t)
-            };
-            self.cancel_started(task);
+            // SAFETY: the threads are switched out and we are their worker; one field read.
+            victims
+                .sort_by_key(|t| std::cmp::Reverse(unsafe { (*green(t).local_ptr()).start_seq }));
+            for task in victims {
+                // SAFETY: as above.
+                if let Body::Coroutine(_) = unsafe { &(*green(&task).local_ptr()).body } {
+                    self.cancel_started(task);
+                }
+            }
         }
         {
             let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
@@ -480,18 +542,26 @@ impl Worker {
         self.drain_inbox();
         let leftovers: Vec<_> = self.runq().drain(..).collect();
         for task in leftovers {
-            self.drop_if_unstarted(task);
+            held.extend(self.drop_if_unstarted(task));
         }
         drop(self.timers().clear());
+        drop(held);
     }
 
-    fn drop_if_unstarted(&self, task: Arc<ThreadInner>) {
+    /// Drops the closure of a thread that never started and returns `None`; gives a
+    /// started thread back.
+    fn drop_if_unstarted(&self, task: Arc<ThreadInner>) -> Option<Arc<ThreadInner>> {
         let local = green(&task).local_ptr();
         // SAFETY: the thread is not running; only its worker (us) touches its local part.
-        if let Body::Unstarted(_) = unsafe { &(*local).body } {
-            // SAFETY: as above.
-            let body = unsafe { std::mem::replace(&mut (*local).body, Body::Finished) };
-            drop(body);
+        match unsafe { &(*local).body } {
+            Body::Unstarted(_) => {
+                // SAFETY: as above.
+                let body = unsafe { std::mem::replace(&mut (*local).body, Body::Finished) };
+                drop(body);
+                None
+            }
+            Body::Finished => None,
+            Body::Coroutine(_) => Some(task),
         }
     }
 
@@ -515,8 +585,16 @@ impl Worker {
         // `task` keeps alive and unmodified until the reset to null below.
         unsafe { stack::set_running(&(*local).overflow) };
         context::set_cancelling(true);
+        // SAFETY: `co` is valid (see above).
+        if !unsafe { (*co).started() } {
+            // Never ran: one resume drops its closure on its own stack (see
+            // `make_coroutine_on`). If a destructor there blocks, the thread is suspended
+            // and the forced unwind below deals with it.
+            // SAFETY: as above.
+            let _ = unsafe { (*co).resume(()) };
+        }
         // SAFETY: `co` is valid (see above); unwinding runs the thread's destructors on its
-        // own stack, on its own kernel thread.
+        // own stack, on its own kernel thread. A no-op if the resume above finished it.
         unsafe { (*co).force_unwind() };
         context::set_cancelling(false);
         // SAFETY: null is always allowed.

@@ -64,6 +64,8 @@ pub(crate) struct GreenLocal {
     pub(crate) overflow: OverflowInfo,
     /// Position in the worker's registry of started threads, while it is in there.
     pub(crate) registry_index: usize,
+    /// Order in which the worker made this thread's coroutine (shutdown: youngest first).
+    pub(crate) start_seq: u64,
     /// Requested usable stack size in bytes.
     pub(crate) stack_size: usize,
 }
@@ -99,6 +101,7 @@ impl GreenTask {
                 wait_reason: WaitReason::None,
                 overflow: OverflowInfo::empty(),
                 registry_index: usize::MAX,
+                start_seq: 0,
                 stack_size,
             }),
         }
