@@ -175,7 +175,7 @@ cross_model! {
 
     fn sleepers_wake_in_deadline_order(_model) {
         let order = Arc::new(Mutex::new(Vec::new()));
-        let hs: Vec<_> = [200u64, 0, 100]
+        let hs: Vec<_> = [300u64, 0, 150]
             .into_iter()
             .map(|ms| {
                 let order = order.clone();
@@ -188,7 +188,7 @@ cross_model! {
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec![0, 100, 200]);
+        assert_eq!(*order.lock().unwrap(), vec![0, 150, 300]);
     }
 
     fn sleep_does_not_consume_the_park_token(_model) {

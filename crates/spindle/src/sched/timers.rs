@@ -46,10 +46,28 @@ impl Ord for Timer {
 }
 
 /// A worker's timer heap.
-#[derive(Default)]
+///
+/// Stale park timers (the park ended early) stay in the heap until their deadline or until
+/// the heap has doubled since it was last compacted, whichever comes first: then
+/// [`Timers::compact`] drops them, so the heap stays within twice the live timers plus a
+/// constant, at an amortized constant cost per timer.
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<Timer>>,
     armed: u64,
+    compact_at: usize,
+}
+
+/// Heap size below which stale timers are never compacted away.
+const MIN_COMPACT: usize = 1024;
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            armed: 0,
+            compact_at: MIN_COMPACT,
+        }
+    }
 }
 
 impl Timers {
@@ -62,6 +80,18 @@ impl Timers {
             task,
             action,
         }));
+    }
+
+    /// Whether the heap has grown enough since the last compaction to look for stale timers.
+    pub(crate) fn wants_compaction(&self) -> bool {
+        self.heap.len() >= self.compact_at
+    }
+
+    /// Drops the timers `is_stale` says will fire as no-ops, and sets the next threshold.
+    pub(crate) fn compact(&mut self, mut is_stale: impl FnMut(&Timer) -> bool) {
+        let heap = std::mem::take(&mut self.heap);
+        self.heap = heap.into_iter().filter(|t| !is_stale(&t.0)).collect();
+        self.compact_at = (2 * self.heap.len()).max(MIN_COMPACT);
     }
 
     /// The earliest deadline, if any timer is armed.
@@ -86,5 +116,62 @@ impl Timers {
     /// Removes every timer (runtime shutdown).
     pub(crate) fn clear(&mut self) -> Vec<Timer> {
         self.heap.drain().map(|t| t.0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::thread::ThreadId;
+    use crate::task::ThreadKind;
+    use std::time::Duration;
+
+    fn record() -> Arc<ThreadInner> {
+        Arc::new(ThreadInner {
+            id: ThreadId::next(),
+            name: None,
+            kind: ThreadKind::Kernel(std::sync::OnceLock::new()),
+        })
+    }
+
+    #[test]
+    fn due_timers_come_out_in_deadline_then_arming_order() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        let (a, b, c) = (record(), record(), record());
+        t.arm(
+            now + Duration::from_millis(5),
+            a.clone(),
+            TimerAction::WakeSleeper,
+        );
+        t.arm(now, b.clone(), TimerAction::WakeSleeper);
+        t.arm(now, c.clone(), TimerAction::WakeSleeper);
+        assert_eq!(t.next_deadline(), Some(now));
+        let order: Vec<_> = std::iter::from_fn(|| t.pop_due(now + Duration::from_millis(5)))
+            .map(|timer| timer.task.id)
+            .collect();
+        assert_eq!(order, vec![b.id, c.id, a.id]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_live_timers_and_bounds_the_heap() {
+        let mut t = Timers::default();
+        let later = Instant::now() + Duration::from_secs(3600);
+        let task = record();
+        for seq in 0..(MIN_COMPACT as u64) {
+            t.arm(later, task.clone(), TimerAction::ExpirePark { seq });
+        }
+        assert!(t.wants_compaction());
+        // Only the latest park is live.
+        let live = MIN_COMPACT as u64 - 1;
+        t.compact(|timer| !matches!(timer.action, TimerAction::ExpirePark { seq } if seq == live));
+        assert_eq!(t.heap.len(), 1);
+        assert!(!t.wants_compaction());
+        assert_eq!(
+            Arc::strong_count(&task),
+            2,
+            "stale timers released their counts"
+        );
     }
 }

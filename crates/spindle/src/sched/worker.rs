@@ -360,6 +360,20 @@ impl Worker {
         }
     }
 
+    /// Drops park timers whose park has already ended (see `Timers`).
+    #[cold]
+    fn compact_timers(&self) {
+        self.timers().compact(|timer| match timer.action {
+            TimerAction::WakeSleeper => false,
+            TimerAction::ExpirePark { seq } => {
+                let g = green(&timer.task);
+                // SAFETY: the thread is switched out and we are its worker; one field read.
+                let current = unsafe { (*g.local_ptr()).park_seq };
+                current != seq || g.state.load(Relaxed) != PARKED
+            }
+        });
+    }
+
     /// Runs `task` until it suspends or returns, and files it accordingly.
     ///
     /// Inlined into the loop on purpose: a function return right after the switch back
@@ -417,6 +431,9 @@ impl Worker {
                     };
                     if park::commit_park(g) {
                         let action = TimerAction::ExpirePark { seq };
+                        if self.timers().wants_compaction() {
+                            self.compact_timers();
+                        }
                         self.timers().arm(deadline, task.clone(), action);
                         let _ = Arc::into_raw(task);
                         return;
