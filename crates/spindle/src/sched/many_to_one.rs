@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::sched::context;
 use crate::sched::worker::{Worker, WorkerShared};
 use crate::task::green::{Body, GreenTask};
-use crate::task::packet::{Completer, Packet, ThreadMain};
+use crate::task::packet::ThreadMain;
 use crate::task::scope::ScopeData;
 use crate::task::thread::{Thread, ThreadId};
 use crate::task::{ThreadInner, ThreadKind};
@@ -86,9 +86,7 @@ where
         return Err(shut_down());
     }
     let size = stack_size.unwrap_or(shared.default_stack_size);
-    let packet = Arc::new(Packet::new());
-    let completer = Completer::new(packet.clone(), scope);
-    let entry = ThreadMain::new(f, completer);
+    let (packet, entry) = ThreadMain::with_packet(f, scope);
     let main = move || entry.run();
     let inner = Arc::new(ThreadInner {
         id: ThreadId::next(),

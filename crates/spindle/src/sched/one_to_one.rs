@@ -10,7 +10,7 @@ use std::io;
 use std::sync::{Arc, OnceLock};
 
 use crate::sched::context;
-use crate::task::packet::{Completer, Packet, ThreadMain};
+use crate::task::packet::ThreadMain;
 use crate::task::scope::ScopeData;
 use crate::task::thread::{Thread, ThreadId};
 use crate::task::{ThreadInner, ThreadKind};
@@ -40,8 +40,7 @@ where
     F: FnOnce() -> T + Send + 'a,
     T: Send + 'a,
 {
-    let packet = Arc::new(Packet::new());
-    let completer = Completer::new(packet.clone(), scope);
+    let (packet, entry) = ThreadMain::with_packet(f, scope);
     let inner = Arc::new(ThreadInner {
         id: ThreadId::next(),
         name: name.as_deref().map(Into::into),
@@ -49,7 +48,6 @@ where
     });
     let me = Thread::from_inner(inner.clone());
     let child_rt = rt.clone();
-    let entry = ThreadMain::new(f, completer);
     let main = move || {
         if let ThreadKind::Kernel(slot) = &me.inner.kind {
             let _ = slot.set(std::thread::current());

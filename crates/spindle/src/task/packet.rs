@@ -206,11 +206,19 @@ pub(crate) struct ThreadMain<F, T> {
 }
 
 impl<F: FnOnce() -> T, T> ThreadMain<F, T> {
-    pub(crate) fn new(f: F, completer: Completer<T>) -> ThreadMain<F, T> {
-        ThreadMain {
+    /// The entry of a new thread running `f`, and the packet its `JoinHandle` will read; a
+    /// scoped thread counts as running in `scope` from here on.
+    pub(crate) fn with_packet(
+        f: F,
+        scope: Option<Arc<ScopeData>>,
+    ) -> (Arc<Packet<T>>, ThreadMain<F, T>) {
+        let packet = Arc::new(Packet::new());
+        let completer = Completer::new(packet.clone(), scope);
+        let main = ThreadMain {
             f: Some(f),
             completer: Some(completer),
-        }
+        };
+        (packet, main)
     }
 
     /// Runs the closure and publishes its outcome.
