@@ -129,6 +129,9 @@ pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
         ThreadKind::Green(g) => g,
         ThreadKind::Kernel(_) => unreachable!("suspend called for a kernel thread"),
     };
+    if is_cancelling() {
+        blocked_while_cancelled(task);
+    }
     // SAFETY: `task` is the green thread running on this kernel thread; reading one field
     // through the raw pointer creates no reference to the rest of the record.
     let yielder = unsafe { (*g.local_ptr()).yielder };
@@ -151,4 +154,20 @@ pub(crate) fn set_cancelling(on: bool) {
 /// Whether the running green thread is being unwound by its runtime's shutdown.
 pub(crate) fn is_cancelling() -> bool {
     CANCELLING.with(Cell::get)
+}
+
+/// A green thread being cancelled at runtime shutdown tried to switch away (to block, sleep
+/// or yield), from a destructor or after catching the unwind. It cannot wait: nothing will
+/// run it again, and corosensei would only unwind it again, forever if it catches the unwind.
+/// Say so and abort rather than hang or die with a bare double panic.
+#[cold]
+fn blocked_while_cancelled(task: &ThreadInner) -> ! {
+    eprintln!(
+        "spindle: green thread {} ('{}') tried to block, sleep or yield while its runtime was \
+         dropped and was unwinding it (in a destructor, or after catching the unwind); a \
+         cancelled green thread cannot wait. Aborting.",
+        task.id,
+        task.name.as_deref().unwrap_or("<unnamed>")
+    );
+    std::process::abort();
 }

@@ -512,8 +512,8 @@ impl Worker {
     /// that threads spawned inside a `scope` are gone before the thread that waits for them
     /// is unwound. A started thread that never ran is resumed once to drop its closure on
     /// its own stack; one that ran is unwound (corosensei's forced unwind), which runs its
-    /// destructors. Destructors of cancelled threads must not block: the forced unwind
-    /// cannot wait, and a destructor that parks during it aborts the process.
+    /// destructors. Destructors of cancelled threads must not block: a cancelled thread
+    /// that tries to aborts the process with a message (`context::suspend`).
     fn cancel_all(&self) {
         set_cancel_reason(SHUTDOWN_CANCEL_REASON.into());
         // Queue references of started threads, kept until the end: dropping one while the
