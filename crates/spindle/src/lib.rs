@@ -26,6 +26,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
+pub(crate) mod loom_shim;
 pub(crate) mod park;
 pub mod runtime;
 pub(crate) mod sched;

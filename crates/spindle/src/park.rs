@@ -12,20 +12,12 @@
 //! their condition in a loop. The green-thread side of the protocol (the state word, the
 //! commit after the switch, who owns a parked thread) is in `sched/README.md`.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sched::context;
 use crate::task::green::{GreenTask, Suspend};
 use crate::task::{ThreadInner, ThreadKind};
-
-/// Park word: no token, not parked.
-pub(crate) const EMPTY: u32 = 0;
-/// Park word: a token is available.
-pub(crate) const NOTIFIED: u32 = 1;
-/// Park word: the green thread is parked; its worker has switched away from it.
-pub(crate) const PARKED: u32 = 2;
 
 /// What a parked thread waits for, shown in dumps. One per place that parks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,11 +134,7 @@ fn park_green(task: &ThreadInner, reason: WaitReason, deadline: Option<Instant>)
     let g = green(task);
     // Fast path: a token is waiting. Only this thread moves the word out of NOTIFIED, so a
     // relaxed load followed by a CAS that acquires the unparker's writes is enough.
-    if g.state.load(Relaxed) == NOTIFIED
-        && g.state
-            .compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed)
-            .is_ok()
-    {
+    if g.state.try_consume_token() {
         return;
     }
     // SAFETY: `task` runs on this kernel thread, its owning worker's; the borrow ends here.
@@ -170,56 +158,13 @@ pub(crate) fn unpark(thread: &Arc<ThreadInner>) {
             }
         }
         ThreadKind::Green(g) => {
-            if take_parked(g, true) {
-                // SAFETY: `take_parked` returned true, so we won the PARKED -> EMPTY
+            if g.state.wake(true) {
+                // SAFETY: `wake` returned true, so we won the PARKED -> EMPTY
                 // transition and with it the strong count the worker leaked when it
                 // committed the park (sched/README.md, step 3).
                 let owned = unsafe { Arc::from_raw(Arc::as_ptr(thread)) };
                 g.worker.schedule(owned);
             }
         }
-    }
-}
-
-/// Moves a green thread's park word on behalf of a waker.
-///
-/// Returns true if the thread was parked and the caller now owns waking it (PARKED ->
-/// EMPTY). Otherwise, if `leave_token`, makes sure a token is left (EMPTY -> NOTIFIED); a
-/// timer passes false, since a timeout must not leave a token behind.
-pub(crate) fn take_parked(g: &GreenTask, leave_token: bool) -> bool {
-    let mut s = g.state.load(Relaxed);
-    loop {
-        let (to, wakes) = match s {
-            PARKED => (EMPTY, true),
-            EMPTY if leave_token => (NOTIFIED, false),
-            // A token is already there, but the waker must still write the word (a release
-            // read-modify-write, as std's `swap`): the parker's acquiring CAS that consumes
-            // the token then synchronizes with this waker, so the parker sees what the
-            // waker wrote before unparking. A plain load here loses wakeups.
-            NOTIFIED if leave_token => (NOTIFIED, false),
-            _ => return false,
-        };
-        // Release publishes the waker's writes to the woken thread; Acquire (on PARKED)
-        // pairs with the worker's release when it committed the park.
-        match g.state.compare_exchange_weak(s, to, AcqRel, Relaxed) {
-            Ok(_) => return wakes,
-            Err(actual) => s = actual,
-        }
-    }
-}
-
-/// Commits a park on the worker, after the green thread has switched away.
-///
-/// Returns true if the thread is now parked (the caller must leak its strong count), false
-/// if a token arrived first, in which case the token is consumed and the thread must run.
-pub(crate) fn commit_park(g: &GreenTask) -> bool {
-    match g.state.compare_exchange(EMPTY, PARKED, Release, Acquire) {
-        Ok(_) => true,
-        Err(NOTIFIED) => {
-            // Wakers never move the word out of NOTIFIED, so a plain store consumes it.
-            g.state.store(EMPTY, Relaxed);
-            false
-        }
-        Err(other) => unreachable!("park word {other} while committing a park"),
     }
 }

@@ -10,13 +10,12 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use corosensei::CoroutineResult;
 
-use crate::park::{self, PARKED};
 use crate::sched::context;
 use crate::sched::timers::{TimerAction, Timers};
 use crate::stack::{self, StackPool};
@@ -349,7 +348,7 @@ impl Worker {
                     // SAFETY: the thread is not running (it is parked or queued, and we are
                     // its worker's scheduler), so reading its park sequence is exclusive.
                     let current_seq = unsafe { (*g.local_ptr()).park_seq };
-                    if current_seq == seq && park::take_parked(g, false) {
+                    if current_seq == seq && g.state.wake(false) {
                         // SAFETY: winning PARKED -> EMPTY transfers the strong count the
                         // worker leaked when it committed this park (sched/README.md).
                         let owned = unsafe { Arc::from_raw(Arc::as_ptr(&timer.task)) };
@@ -369,7 +368,7 @@ impl Worker {
                 let g = green(&timer.task);
                 // SAFETY: the thread is switched out and we are its worker; one field read.
                 let current = unsafe { (*g.local_ptr()).park_seq };
-                current != seq || g.state.load(Relaxed) != PARKED
+                current != seq || !g.state.is_parked()
             }
         });
     }
@@ -417,7 +416,7 @@ impl Worker {
                 CoroutineResult::Yield(Suspend::Park) => {
                     // SAFETY: see above; the thread is switched out.
                     unsafe { (*local).park_seq += 1 };
-                    if park::commit_park(g) {
+                    if g.state.commit_park() {
                         // The parked state owns this count now (sched/README.md, step 2).
                         let _ = Arc::into_raw(task);
                         return;
@@ -429,7 +428,7 @@ impl Worker {
                         (*local).park_seq += 1;
                         (*local).park_seq
                     };
-                    if park::commit_park(g) {
+                    if g.state.commit_park() {
                         let action = TimerAction::ExpirePark { seq };
                         if self.timers().wants_compaction() {
                             self.compact_timers();
@@ -586,7 +585,7 @@ impl Worker {
         let g = green(&task);
         // If it is parked, the parked state owns a leaked count: reclaim it. If a waker wins
         // the race instead, the waker queues it and the count comes back through the queue.
-        if g.state.load(Acquire) == PARKED && park::take_parked(g, false) {
+        if g.state.is_parked() && g.state.wake(false) {
             // SAFETY: winning PARKED -> EMPTY transfers the leaked count to us.
             drop(unsafe { Arc::from_raw(Arc::as_ptr(&task)) });
         }

@@ -10,7 +10,6 @@
 //!   between kernel threads: see DESIGN.md), which is what makes the `Sync` impl sound.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +18,7 @@ use corosensei::{Coroutine, Yielder};
 use crate::park::WaitReason;
 use crate::sched::worker::WorkerShared;
 use crate::stack::{GreenStack, OverflowInfo};
+use crate::task::park_word::ParkWord;
 
 /// Why a green thread hands control back to its worker.
 #[derive(Clone, Copy, Debug)]
@@ -72,8 +72,8 @@ pub(crate) struct GreenLocal {
 
 /// The green-thread part of a thread record.
 pub(crate) struct GreenTask {
-    /// The park word: `park::EMPTY`, `park::NOTIFIED` or `park::PARKED`.
-    pub(crate) state: AtomicU32,
+    /// The park word (`task/park_word.rs`).
+    pub(crate) state: ParkWord,
     /// The worker that owns (or will own) this thread; unpark sends it back there.
     pub(crate) worker: Arc<WorkerShared>,
     local: UnsafeCell<GreenLocal>,
@@ -92,7 +92,7 @@ unsafe impl Send for GreenTask {}
 impl GreenTask {
     pub(crate) fn new(worker: Arc<WorkerShared>, body: Body, stack_size: usize) -> GreenTask {
         GreenTask {
-            state: AtomicU32::new(crate::park::EMPTY),
+            state: ParkWord::new(),
             worker,
             local: UnsafeCell::new(GreenLocal {
                 body,

@@ -8,6 +8,7 @@
 
 pub(crate) mod green;
 pub(crate) mod packet;
+pub(crate) mod park_word;
 pub(crate) mod scope;
 pub(crate) mod thread;
 
