@@ -2,8 +2,9 @@
 //! during the unwind, the process aborts with a message naming the thread (instead of
 //! hanging, or dying of a bare double panic). Runs the crash in a child process.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 const CHILD_ENV: &str = "SPINDLE_TEST_CANCELLED_BLOCKER_CHILD";
 
@@ -43,15 +44,10 @@ fn a_destructor_that_blocks_during_cancellation_aborts_with_a_message() {
         child();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_destructor_that_blocks_during_cancellation_aborts_with_a_message",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let out = common::rerun_in_child(
+        "a_destructor_that_blocks_during_cancellation_aborts_with_a_message",
+        CHILD_ENV,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.signal(),

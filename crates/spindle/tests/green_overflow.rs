@@ -1,7 +1,9 @@
 //! A green thread that overflows its stack: the process prints which thread overflowed and
 //! aborts, as std does for kernel threads. Runs the overflow in a child process.
 
-use std::process::Command;
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
 
 const CHILD_ENV: &str = "SPINDLE_TEST_GREEN_OVERFLOW_CHILD";
 
@@ -36,18 +38,8 @@ fn overflow_names_the_green_thread_and_aborts() {
         child();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            "overflow_names_the_green_thread_and_aborts",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let out = common::rerun_in_child("overflow_names_the_green_thread_and_aborts", CHILD_ENV);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         out.status.signal(),
         Some(libc_sigabrt()),

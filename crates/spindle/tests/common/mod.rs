@@ -46,3 +46,14 @@ macro_rules! cross_model {
         )*
     };
 }
+
+/// Runs the test `test_name` of the current test binary again in a child process, with the
+/// environment variable `child_env` set so that the test knows to play the child, and
+/// returns the child's status and output (for tests of what must crash).
+pub fn rerun_in_child(test_name: &str, child_env: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", test_name, "--nocapture"])
+        .env(child_env, "1")
+        .output()
+        .expect("cannot run the test binary as a child")
+}
