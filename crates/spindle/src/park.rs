@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sched::context;
-use crate::task::green::{GreenTask, Suspend};
+use crate::task::green::Suspend;
 use crate::task::{ThreadInner, ThreadKind};
 
 /// What a parked thread waits for, shown in dumps. One per place that parks.
@@ -105,12 +105,12 @@ pub(crate) fn sleep_until(deadline: Instant) {
         Some(task) => {
             // SAFETY: `task` is the green thread running on this kernel thread, which is
             // its owning worker's; the borrow ends before the switch.
-            unsafe { (*green(task).local_ptr()).wait_reason = WaitReason::Sleep };
+            unsafe { (*task.green().local_ptr()).wait_reason = WaitReason::Sleep };
             while Instant::now() < deadline {
                 context::suspend(task, Suspend::SleepUntil(deadline));
             }
             // SAFETY: as above.
-            unsafe { (*green(task).local_ptr()).wait_reason = WaitReason::None };
+            unsafe { (*task.green().local_ptr()).wait_reason = WaitReason::None };
         }
         None => loop {
             let now = Instant::now();
@@ -122,16 +122,9 @@ pub(crate) fn sleep_until(deadline: Instant) {
     }
 }
 
-fn green(task: &ThreadInner) -> &GreenTask {
-    match &task.kind {
-        ThreadKind::Green(g) => g,
-        ThreadKind::Kernel(_) => unreachable!("current_green returned a kernel thread"),
-    }
-}
-
 #[inline]
 fn park_green(task: &ThreadInner, reason: WaitReason, deadline: Option<Instant>) {
-    let g = green(task);
+    let g = task.green();
     // Fast path: a token is waiting. Only this thread moves the word out of NOTIFIED, so a
     // relaxed load followed by a CAS that acquires the unparker's writes is enough.
     if g.state.try_consume_token() {

@@ -333,6 +333,11 @@ impl<T> Chan<T> {
     pub(crate) fn capacity(&self) -> Option<usize> {
         self.bounded.then_some(self.cap)
     }
+
+    /// Whether the buffer is full (always for a rendezvous channel, never when unbounded).
+    pub(crate) fn is_full(&self) -> bool {
+        self.capacity().is_some_and(|cap| self.len() == cap)
+    }
 }
 
 /// The channel lock held; derefs to the state. Before unlocking it stores whether a

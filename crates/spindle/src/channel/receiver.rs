@@ -85,7 +85,7 @@ impl<T> Receiver<T> {
     /// Whether the buffer is full (always true for a rendezvous channel, never for an
     /// unbounded one).
     pub fn is_full(&self) -> bool {
-        self.capacity().is_some_and(|cap| self.len() == cap)
+        self.chan.is_full()
     }
 
     /// The most messages the channel buffers: `None` if unbounded, `Some(0)` for rendezvous.

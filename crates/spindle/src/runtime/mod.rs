@@ -175,7 +175,8 @@ impl Runtime {
             kind => {
                 let name = Some("main".to_string());
                 // SAFETY: we wait for the root thread below before returning, and
-                // `join_borrowed` aborts rather than unwind past an unfinished root.
+                // the wait cannot unwind early: a green caller cancelled at shutdown aborts in
+                // `context::suspend` instead of unwinding past an unfinished root.
                 let spawned = unsafe {
                     match kind {
                         Kind::ManyToOne(m) => many_to_one::spawn(&m.shared, name, None, None, f),
@@ -185,7 +186,7 @@ impl Runtime {
                     }
                 };
                 let handle = spawned.unwrap_or_else(|e| panic!("block_on: {e}"));
-                match handle.join_borrowed() {
+                match handle.join() {
                     Ok(v) => v,
                     Err(payload) => std::panic::resume_unwind(payload),
                 }

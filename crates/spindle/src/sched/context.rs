@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::sched::one_to_one::OneToOneShared;
 use crate::sched::worker::{Worker, WorkerShared};
-use crate::task::green::{GreenTask, Suspend};
+use crate::task::green::Suspend;
 use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
 
@@ -125,10 +125,7 @@ pub(crate) fn set_kernel_self(thread: Thread) {
 /// Suspends the running green thread `task` with `why`, returning when its worker resumes it.
 #[inline]
 pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
-    let g: &GreenTask = match &task.kind {
-        ThreadKind::Green(g) => g,
-        ThreadKind::Kernel(_) => unreachable!("suspend called for a kernel thread"),
-    };
+    let g = task.green();
     if is_cancelling() {
         blocked_while_cancelled(task);
     }

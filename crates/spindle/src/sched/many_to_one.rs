@@ -93,9 +93,7 @@ where
         name: name.map(Into::into),
         kind: ThreadKind::Green(GreenTask::new(shared.clone(), Body::Finished, size)),
     });
-    let ThreadKind::Green(g) = &inner.kind else {
-        unreachable!()
-    };
+    let g = inner.green();
     match context::current_worker().filter(|w| w.drives(shared)) {
         Some(worker) => {
             // SAFETY: the borrow contract is passed on from our caller.

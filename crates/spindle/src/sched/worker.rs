@@ -19,9 +19,9 @@ use corosensei::CoroutineResult;
 use crate::sched::context;
 use crate::sched::timers::{TimerAction, Timers};
 use crate::stack::{self, StackPool};
-use crate::task::green::{Body, GreenCoroutine, GreenTask, GreenYielder, Suspend};
+use crate::task::green::{Body, GreenCoroutine, GreenYielder, Suspend};
 use crate::task::packet::set_cancel_reason;
-use crate::task::{ThreadInner, ThreadKind};
+use crate::task::ThreadInner;
 
 /// How often (in switches) a busy worker looks at its timers.
 const TIMER_CHECK_INTERVAL: u32 = 64;
@@ -141,13 +141,6 @@ pub(crate) struct Worker {
     next_start: std::cell::Cell<u64>,
 }
 
-fn green(task: &ThreadInner) -> &GreenTask {
-    match &task.kind {
-        ThreadKind::Green(g) => g,
-        ThreadKind::Kernel(_) => unreachable!("a kernel thread on a green run queue"),
-    }
-}
-
 impl Worker {
     pub(crate) fn new(shared: Arc<WorkerShared>) -> Worker {
         Worker {
@@ -239,7 +232,7 @@ impl Worker {
     where
         F: FnOnce() + Send,
     {
-        let g = green(task);
+        let g = task.green();
         let local = g.local_ptr();
         let (guard_start, guard_end) = stack.guard_range();
         // SAFETY: we are on the owning worker's thread and the green thread has not
@@ -258,7 +251,7 @@ impl Worker {
         let body = move |yielder: &GreenYielder, ()| {
             if let Some(me) = context::current_green() {
                 // SAFETY: `me` is this coroutine's own record, running on its worker.
-                unsafe { (*green(me).local_ptr()).yielder = yielder };
+                unsafe { (*me.green().local_ptr()).yielder = yielder };
             }
             // Cancelled before it ever ran (shutdown resumes it once for this): drop the
             // closure here, on the thread's own stack and as the thread, so that what it
@@ -344,7 +337,7 @@ impl Worker {
             match timer.action {
                 TimerAction::WakeSleeper => self.push_back(timer.task),
                 TimerAction::ExpirePark { seq } => {
-                    let g = green(&timer.task);
+                    let g = timer.task.green();
                     // SAFETY: the thread is not running (it is parked or queued, and we are
                     // its worker's scheduler), so reading its park sequence is exclusive.
                     let current_seq = unsafe { (*g.local_ptr()).park_seq };
@@ -365,7 +358,7 @@ impl Worker {
         self.timers().compact(|timer| match timer.action {
             TimerAction::WakeSleeper => false,
             TimerAction::ExpirePark { seq } => {
-                let g = green(&timer.task);
+                let g = timer.task.green();
                 // SAFETY: the thread is switched out and we are its worker; one field read.
                 let current = unsafe { (*g.local_ptr()).park_seq };
                 current != seq || !g.state.is_parked()
@@ -380,7 +373,7 @@ impl Worker {
     /// frames), which costs as much as the switch itself on some CPUs.
     #[inline(always)]
     fn run_task(&self, task: Arc<ThreadInner>) {
-        let g = green(&task);
+        let g = task.green();
         let local = g.local_ptr();
         // All derefs of `local` in this function: we are the owning worker's scheduler;
         // the green thread only runs inside `resume`, and during it we hold only `co`, a
@@ -454,7 +447,7 @@ impl Worker {
     /// Creates the coroutine of a green thread spawned from another kernel thread.
     /// Returns false if that failed (the thread was cancelled with the reason).
     fn start_unstarted(&self, task: &Arc<ThreadInner>) -> bool {
-        let local = green(task).local_ptr();
+        let local = task.green().local_ptr();
         // SAFETY: the thread has not started; only its worker (us) touches its local part.
         let (main, size) = unsafe {
             let Body::Unstarted(main) = std::mem::replace(&mut (*local).body, Body::Finished)
@@ -485,7 +478,7 @@ impl Worker {
     /// A green thread's coroutine returned (or was unwound): give its stack back and
     /// forget it.
     fn retire(&self, task: &ThreadInner) {
-        let local = green(task).local_ptr();
+        let local = task.green().local_ptr();
         // SAFETY: the coroutine has finished; only its worker (us) touches its local part.
         let body = unsafe { std::mem::replace(&mut (*local).body, Body::Finished) };
         if let Body::Coroutine(co) = body {
@@ -500,7 +493,7 @@ impl Worker {
         if index < reg.len() {
             let moved = reg[index];
             // SAFETY: registry entries are records of live started threads of this worker.
-            unsafe { (*green(&*moved).local_ptr()).registry_index = index };
+            unsafe { (*(*moved).green().local_ptr()).registry_index = index };
         }
     }
 
@@ -543,10 +536,10 @@ impl Worker {
             }
             // SAFETY: the threads are switched out and we are their worker; one field read.
             victims
-                .sort_by_key(|t| std::cmp::Reverse(unsafe { (*green(t).local_ptr()).start_seq }));
+                .sort_by_key(|t| std::cmp::Reverse(unsafe { (*t.green().local_ptr()).start_seq }));
             for task in victims {
                 // SAFETY: as above.
-                if let Body::Coroutine(_) = unsafe { &(*green(&task).local_ptr()).body } {
+                if let Body::Coroutine(_) = unsafe { &(*task.green().local_ptr()).body } {
                     self.cancel_started(task);
                 }
             }
@@ -567,7 +560,7 @@ impl Worker {
     /// Drops the closure of a thread that never started and returns `None`; gives a
     /// started thread back.
     fn drop_if_unstarted(&self, task: Arc<ThreadInner>) -> Option<Arc<ThreadInner>> {
-        let local = green(&task).local_ptr();
+        let local = task.green().local_ptr();
         // SAFETY: the thread is not running; only its worker (us) touches its local part.
         match unsafe { &(*local).body } {
             Body::Unstarted(_) => {
@@ -582,7 +575,7 @@ impl Worker {
     }
 
     fn cancel_started(&self, task: Arc<ThreadInner>) {
-        let g = green(&task);
+        let g = task.green();
         // If it is parked, the parked state owns a leaked count: reclaim it. If a waker wins
         // the race instead, the waker queues it and the count comes back through the queue.
         if g.state.is_parked() && g.state.wake(false) {

@@ -4,7 +4,9 @@
 //!   its name and how to wake it. A [`crate::Thread`] is a shared handle to it.
 //! - [`green::GreenTask`] is the part only green threads have: the park state word and the
 //!   worker-owned cell that holds the coroutine.
-//! - [`packet`] carries a thread's result to its `JoinHandle`.
+//! - [`park_word`] is a green thread's park state machine (model-checked with loom).
+//! - [`packet`] carries a thread's result to its `JoinHandle`; [`scope`] waits for scoped
+//!   threads.
 
 pub(crate) mod green;
 pub(crate) mod packet;

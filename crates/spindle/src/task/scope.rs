@@ -92,16 +92,10 @@ struct WaitForAll<'a>(&'a ScopeData);
 
 impl Drop for WaitForAll<'_> {
     fn drop(&mut self) {
+        // Never returns early: a green thread being cancelled at shutdown cannot park, and
+        // `context::suspend` aborts the process rather than let this wait unwind while the
+        // scoped threads still borrow the stack.
         while self.0.running.load(Acquire) != 0 {
-            if context::is_cancelling() {
-                // The runtime is unwinding this green thread at shutdown, so it cannot wait;
-                // returning would free data the scoped threads still borrow.
-                eprintln!(
-                    "spindle: a green thread was cancelled while its scope still had running \
-                     threads on another runtime; aborting, since they borrow its stack"
-                );
-                std::process::abort();
-            }
             park::park(WaitReason::Scope);
         }
     }

@@ -73,6 +73,21 @@ pub(crate) struct ThreadInner {
     pub(crate) kind: ThreadKind,
 }
 
+impl ThreadInner {
+    /// The green part of a record known to be a green thread's (taken from a run queue,
+    /// the running green thread, a timer). Panics on a kernel thread's record: that would
+    /// be a scheduler bug.
+    #[inline]
+    pub(crate) fn green(&self) -> &GreenTask {
+        match &self.kind {
+            ThreadKind::Green(g) => g,
+            ThreadKind::Kernel(_) => {
+                unreachable!("a kernel thread's record where a green one belongs")
+            }
+        }
+    }
+}
+
 /// A handle to a spindle thread, green or kernel: the counterpart of `std::thread::Thread`.
 ///
 /// Obtained from [`crate::current`] or [`crate::JoinHandle::thread`]. Cheap to clone.

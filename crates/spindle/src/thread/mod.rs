@@ -141,28 +141,6 @@ impl<T> JoinHandle<T> {
         &self.thread
     }
 
-    /// `join` for a thread that borrows from the caller's stack: if the wait is unwound by
-    /// the caller's runtime shutting down before the thread finished, abort rather than
-    /// free what the thread borrows.
-    pub(crate) fn join_borrowed(self) -> std::thread::Result<T> {
-        struct AbortIfUnfinished<'a, T>(&'a Packet<T>);
-        impl<T> Drop for AbortIfUnfinished<'_, T> {
-            fn drop(&mut self) {
-                if !self.0.is_done() {
-                    eprintln!(
-                        "spindle: a green thread was cancelled while waiting in block_on for a \
-                         thread that borrows its stack; aborting"
-                    );
-                    std::process::abort();
-                }
-            }
-        }
-        let guard = AbortIfUnfinished(&self.packet);
-        let result = self.packet.wait();
-        std::mem::forget(guard);
-        result
-    }
-
     /// Whether the thread has finished (its result is ready, `join` will not wait).
     pub fn is_finished(&self) -> bool {
         self.packet.is_done()
