@@ -6,7 +6,8 @@
 //! - **many-to-one**: every green thread runs on one kernel thread, scheduled in user
 //!   space: creating, switching and keeping threads is cheap, but there is no parallelism;
 //! - **one-to-one**: every spawned thread is a kernel thread;
-//! - **many-to-many**: green threads on a pool of kernel workers (coming in a later version).
+//! - **many-to-many**: green threads on a pool of kernel workers that steal work from each
+//!   other: cheap threads and parallelism.
 //!
 //! ```
 //! use spindle::{Model, Runtime};
@@ -37,7 +38,8 @@ pub mod thread;
 
 pub use park::WaitReason;
 pub use runtime::{Model, Runtime};
+pub use task::local::{AccessError, LocalKey};
 pub use thread::{
-    current, park, park_timeout, scope, sleep, spawn, yield_now, JoinHandle, Scope,
+    checkpoint, current, park, park_timeout, scope, sleep, spawn, yield_now, JoinHandle, Scope,
     ScopedJoinHandle, Thread, ThreadId,
 };

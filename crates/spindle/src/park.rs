@@ -156,7 +156,7 @@ pub(crate) fn unpark(thread: &Arc<ThreadInner>) {
                 // transition and with it the strong count the worker leaked when it
                 // committed the park (sched/README.md, step 3).
                 let owned = unsafe { Arc::from_raw(Arc::as_ptr(thread)) };
-                g.worker.schedule(owned);
+                g.owner().schedule(owned);
             }
         }
     }

@@ -171,6 +171,6 @@ fn runtime_spawn_from_outside() {
     for model in common::MODELS {
         let rt = Runtime::builder().model(model).build().unwrap();
         let h = rt.spawn(|| spindle::current().is_green());
-        assert_eq!(h.join().unwrap(), model == Model::ManyToOne);
+        assert_eq!(h.join().unwrap(), model != Model::OneToOne);
     }
 }

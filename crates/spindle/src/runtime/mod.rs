@@ -14,9 +14,9 @@
 //!
 //! ## Lifetime
 //!
-//! A many-to-one runtime runs its green threads on a kernel thread of its own, so green
-//! threads spawned during one `block_on` keep running after it returns, and a later
-//! `block_on` on the same runtime sees them. Dropping the runtime cancels the green threads
+//! A many-to-one or many-to-many runtime runs its green threads on kernel threads of its
+//! own (its workers), so green threads spawned during one `block_on` keep running after it
+//! returns, and a later `block_on` on the same runtime sees them. Dropping the runtime cancels the green threads
 //! still alive: those that never ran are dropped; the others are unwound on their own
 //! stacks, youngest first, so their destructors run. Their joiners get an `Err` holding
 //! [`crate::thread::Cancelled`]. Drop returns once the worker has exited, or at once when
@@ -28,14 +28,23 @@
 
 mod model;
 
+pub use crate::sched::monitor::{
+    StallCause, StallEvent, DEFAULT_STALL_THRESHOLD, DEFAULT_TIME_SLICE,
+};
 pub use model::Model;
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::sched::context;
-use crate::sched::many_to_one::{self, ManyToOne};
+use crate::sched::monitor::MonitorConfig;
 use crate::sched::one_to_one::{self, OneToOneShared};
+use crate::sched::pool::{self, GreenRuntime};
+use crate::sched::{many_to_many, many_to_one};
+
+/// The most workers a many-to-many runtime may have.
+pub const MAX_WORKERS: usize = 1024;
 
 /// Default usable stack size of a green thread: 256 KiB. Pages are committed only when
 /// touched, so a thread that uses 4 KiB costs 4 KiB of memory.
@@ -46,6 +55,7 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 pub struct Builder {
     model: Model,
     stack_size: Option<usize>,
+    monitor: MonitorConfig,
 }
 
 impl Default for Builder {
@@ -53,6 +63,7 @@ impl Default for Builder {
         Builder {
             model: Model::ManyToOne,
             stack_size: None,
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -77,6 +88,31 @@ impl Builder {
         self
     }
 
+    /// The time slice after which [`crate::checkpoint`] yields (default
+    /// [`DEFAULT_TIME_SLICE`], 10 ms). The runtime's monitor notices a slice used up to
+    /// within half a slice. No effect in the one-to-one model, where the kernel slices.
+    pub fn time_slice(mut self, slice: Duration) -> Builder {
+        self.monitor.time_slice = slice;
+        self
+    }
+
+    /// How long a worker may go without switching green threads before the monitor
+    /// records a [`StallEvent`] (default [`DEFAULT_STALL_THRESHOLD`], 10 ms): a green
+    /// thread in a raw blocking call, or computing without [`crate::checkpoint`]. In
+    /// many-to-many the other workers then take the stuck worker's unstarted threads at
+    /// once. Not used in the one-to-one model.
+    pub fn stall_threshold(mut self, threshold: Duration) -> Builder {
+        self.monitor.stall_threshold = threshold;
+        self
+    }
+
+    /// Whether the monitor prints each stall to stderr when it notices it and when it ends
+    /// (default: no; [`Runtime::stall_events`] has them either way).
+    pub fn report_stalls(mut self, yes: bool) -> Builder {
+        self.monitor.report_stalls = yes;
+        self
+    }
+
     /// Builds the runtime. Fails with `InvalidInput` and a message naming the setting if a
     /// setting is out of range, or with the system's error if a kernel thread cannot start.
     pub fn build(self) -> io::Result<Runtime> {
@@ -84,10 +120,21 @@ impl Builder {
             .stack_size
             .map(crate::stack::check_stack_size)
             .transpose()?;
-        let kind = match self.model {
-            Model::ManyToOne => {
-                Kind::ManyToOne(ManyToOne::start(stack_size.unwrap_or(DEFAULT_STACK_SIZE))?)
+        let green_stack = stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        let monitor = self.monitor;
+        for (what, d) in [
+            ("time_slice", monitor.time_slice),
+            ("stall_threshold", monitor.stall_threshold),
+        ] {
+            if d < Duration::from_millis(1) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("runtime {what} must be at least 1 ms, got {d:?}"),
+                ));
             }
+        }
+        let kind = match self.model {
+            Model::ManyToOne => Kind::Green(many_to_one::start(green_stack, monitor)?),
             Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
             Model::ManyToMany { workers: 0 } => {
                 return Err(io::Error::new(
@@ -95,11 +142,17 @@ impl Builder {
                     "Model::ManyToMany needs at least 1 worker, got 0",
                 ))
             }
-            Model::ManyToMany { .. } => {
+            Model::ManyToMany { workers } if workers > MAX_WORKERS => {
                 return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the many-to-many model is not available yet in this version of spindle",
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "Model::ManyToMany {{ workers: {workers} }}: at most {MAX_WORKERS} \
+                         workers are supported"
+                    ),
                 ))
+            }
+            Model::ManyToMany { workers } => {
+                Kind::Green(many_to_many::start(workers, green_stack, monitor)?)
             }
         };
         Ok(Runtime {
@@ -109,8 +162,19 @@ impl Builder {
     }
 }
 
+/// The index of the worker running the calling green thread (always 0 in many-to-one),
+/// or `None` when called from a kernel thread that is not a worker.
+///
+/// A started green thread stays on its worker, so the answer does not change during its
+/// life. Useful to see how work spreads, and in tests that need two threads on different
+/// workers.
+pub fn worker_index() -> Option<usize> {
+    context::current_green()?;
+    context::current_worker().map(|w| w.index())
+}
+
 enum Kind {
-    ManyToOne(ManyToOne),
+    Green(GreenRuntime),
     OneToOne(Arc<OneToOneShared>),
 }
 
@@ -131,6 +195,16 @@ impl Runtime {
         self.model
     }
 
+    /// The stalls the monitor has recorded so far, oldest first: workers held by one green
+    /// thread for longer than the stall threshold (see [`Builder::stall_threshold`]).
+    /// Always empty in the one-to-one model.
+    pub fn stall_events(&self) -> Vec<StallEvent> {
+        match &self.kind {
+            Kind::Green(g) => g.pool.monitor.events(),
+            Kind::OneToOne(_) => Vec::new(),
+        }
+    }
+
     /// Spawns a thread on this runtime from anywhere (a green thread in the many-to-one
     /// model, a kernel thread in the one-to-one model) and returns its handle.
     ///
@@ -145,7 +219,7 @@ impl Runtime {
         // SAFETY: `F` and `T` are `'static`: nothing borrowed can go away.
         let spawned = unsafe {
             match &self.kind {
-                Kind::ManyToOne(m) => many_to_one::spawn(&m.shared, None, None, None, f),
+                Kind::Green(g) => pool::spawn(&g.pool, None, None, None, f),
                 Kind::OneToOne(rt) => one_to_one::spawn(Some(rt.clone()), None, None, None, f),
             }
         };
@@ -179,7 +253,7 @@ impl Runtime {
                 // `context::suspend` instead of unwinding past an unfinished root.
                 let spawned = unsafe {
                     match kind {
-                        Kind::ManyToOne(m) => many_to_one::spawn(&m.shared, name, None, None, f),
+                        Kind::Green(g) => pool::spawn(&g.pool, name, None, None, f),
                         Kind::OneToOne(rt) => {
                             one_to_one::spawn(Some(rt.clone()), name, None, None, f)
                         }

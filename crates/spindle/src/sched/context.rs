@@ -11,7 +11,8 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::sched::one_to_one::OneToOneShared;
-use crate::sched::worker::{Worker, WorkerShared};
+use crate::sched::pool::PoolShared;
+use crate::sched::worker::Worker;
 use crate::task::green::Suspend;
 use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
@@ -57,8 +58,8 @@ pub(crate) fn set_current_worker(worker: *const Worker) {
 
 /// Where a `spawn` from this thread goes.
 pub(crate) enum SpawnTarget {
-    /// A many-to-one worker: a green thread on it.
-    Green(Arc<WorkerShared>),
+    /// A green-thread runtime (many-to-one or many-to-many): a green thread on it.
+    Green(Arc<PoolShared>),
     /// A one-to-one runtime, or no runtime at all: a kernel thread.
     Kernel(Option<Arc<OneToOneShared>>),
 }
@@ -67,7 +68,7 @@ pub(crate) enum SpawnTarget {
 pub(crate) fn spawn_target() -> SpawnTarget {
     if let Some(w) = current_worker() {
         if current_green().is_some() {
-            return SpawnTarget::Green(w.shared().clone());
+            return SpawnTarget::Green(w.pool().clone());
         }
     }
     SpawnTarget::Kernel(ENTERED.with(|e| e.borrow().clone()))
@@ -108,6 +109,7 @@ pub(crate) fn current_thread() -> Thread {
                 id: crate::task::thread::ThreadId::next(),
                 name: std_thread.name().map(Into::into),
                 kind: ThreadKind::Kernel(std::sync::OnceLock::from(std_thread)),
+                locals: crate::task::local::LocalMap::new(),
             }))
         })
         .clone()

@@ -4,7 +4,11 @@
 //! written down in `README.md` beside this file.
 
 pub(crate) mod context;
+pub(crate) mod idle;
+pub(crate) mod many_to_many;
 pub(crate) mod many_to_one;
+pub(crate) mod monitor;
 pub(crate) mod one_to_one;
+pub(crate) mod pool;
 pub(crate) mod timers;
 pub(crate) mod worker;

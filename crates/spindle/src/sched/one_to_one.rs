@@ -45,6 +45,7 @@ where
         id: ThreadId::next(),
         name: name.as_deref().map(Into::into),
         kind: ThreadKind::Kernel(OnceLock::new()),
+        locals: crate::task::local::LocalMap::new(),
     });
     let me = Thread::from_inner(inner.clone());
     let child_rt = rt.clone();

@@ -131,6 +131,7 @@ mod tests {
             id: ThreadId::next(),
             name: None,
             kind: ThreadKind::Kernel(std::sync::OnceLock::new()),
+            locals: crate::task::local::LocalMap::new(),
         })
     }
 

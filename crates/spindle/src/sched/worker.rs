@@ -2,9 +2,11 @@
 //!
 //! The driver ([`Worker`]) lives on the worker's kernel thread and owns the run queue, the
 //! timers, the stack pool and the registry of started green threads; nothing else touches
-//! them, so they need no locks. The handle ([`WorkerShared`]) is what other kernel threads
-//! use: an inbox for green threads made runnable from elsewhere (remote unparks and
-//! spawns), and the flags of the idle-sleep protocol described in `sched/README.md`.
+//! them, so they need no locks. In many-to-many it also owns the push-and-pop end of its
+//! `fresh` queue, whose other end thieves steal from. The handle ([`WorkerShared`]) is what
+//! other kernel threads use: an inbox for green threads made runnable from elsewhere
+//! (remote unparks and spawns), and the flags of the idle-sleep protocol. Both protocols,
+//! and the order in which a worker picks its next thread, are in `sched/README.md`.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -17,6 +19,8 @@ use std::time::Instant;
 use corosensei::CoroutineResult;
 
 use crate::sched::context;
+use crate::sched::monitor::WorkerWatch;
+use crate::sched::pool::{retry, PoolShared};
 use crate::sched::timers::{TimerAction, Timers};
 use crate::stack::{self, StackPool};
 use crate::task::green::{Body, GreenCoroutine, GreenYielder, Suspend};
@@ -25,6 +29,10 @@ use crate::task::ThreadInner;
 
 /// How often (in switches) a busy worker looks at its timers.
 const TIMER_CHECK_INTERVAL: u32 = 64;
+
+/// How often (in switches) a many-to-many worker reverses its queue priorities for one
+/// pick (injector, run queue, oldest fresh thread first), so that no queue starves.
+const FAIRNESS_INTERVAL: u32 = 61;
 
 /// The reason joiners of threads cancelled by a runtime drop are given.
 const SHUTDOWN_CANCEL_REASON: &str = "spindle: green thread cancelled: its runtime was dropped";
@@ -48,8 +56,8 @@ pub(crate) struct WorkerShared {
     shutdown: AtomicBool,
     /// The worker's kernel thread, for waking it.
     thread: OnceLock<std::thread::Thread>,
-    /// Default usable stack size of green threads spawned on this worker.
-    pub(crate) default_stack_size: usize,
+    /// What the monitor watches (`sched/monitor.rs`).
+    pub(crate) watch: WorkerWatch,
 }
 
 #[derive(Default)]
@@ -59,15 +67,20 @@ struct Inbox {
 }
 
 impl WorkerShared {
-    pub(crate) fn new(default_stack_size: usize) -> WorkerShared {
+    pub(crate) fn new() -> WorkerShared {
         WorkerShared {
             inbox: Mutex::new(Inbox::default()),
             inbox_hint: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             thread: OnceLock::new(),
-            default_stack_size,
+            watch: WorkerWatch::new(),
         }
+    }
+
+    /// Whether the worker is, or is about to be, asleep with nothing to run.
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Relaxed)
     }
 
     /// Makes `task` runnable on this worker: straight onto the run queue when called on
@@ -105,15 +118,15 @@ impl WorkerShared {
     fn notify(&self) {
         self.inbox_hint.store(true, SeqCst);
         if self.sleeping.load(SeqCst) {
-            if let Some(t) = self.thread.get() {
-                t.unpark();
-            }
+            self.unpark();
         }
     }
 
-    /// Whether shutdown has been asked.
-    pub(crate) fn is_shut_down(&self) -> bool {
-        self.shutdown.load(SeqCst)
+    /// Wakes the worker's kernel thread (a spurious wakeup if it is not asleep).
+    pub(crate) fn unpark(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
     }
 
     /// Asks the worker to cancel its green threads and exit.
@@ -130,7 +143,18 @@ impl WorkerShared {
 /// The driver of a worker; lives on the worker's kernel thread.
 pub(crate) struct Worker {
     shared: Arc<WorkerShared>,
+    pool: Arc<PoolShared>,
+    /// This worker's position in `pool.workers`.
+    index: usize,
+    /// Spawned here and never run, stealable (many-to-many only).
+    fresh: Option<crossbeam_deque::Worker<Arc<ThreadInner>>>,
+    /// Spawned here and never run, with their coroutine made (many-to-one only): the
+    /// same order as `fresh`, newest first, without a deque's fences.
+    fresh_local: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
+    /// Started threads that were woken (by an unpark, a timer or the inbox).
     runq: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
+    /// Started threads that yielded: they run after every other queued thread.
+    yielded: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
     timers: UnsafeCell<Timers>,
     stacks: UnsafeCell<StackPool>,
     /// Started green threads (their coroutine exists), for shutdown and dumps. The entries
@@ -139,22 +163,59 @@ pub(crate) struct Worker {
     registry: UnsafeCell<Vec<*const ThreadInner>>,
     /// Start sequence for the next coroutine made here: shutdown unwinds youngest first.
     next_start: std::cell::Cell<u64>,
+    /// Where the next steal starts looking, so that victims take turns.
+    steal_rotor: std::cell::Cell<usize>,
+    /// Resumes so far (mirrored into `shared.watch.switches` for the monitor).
+    switches: std::cell::Cell<u64>,
 }
 
 impl Worker {
-    pub(crate) fn new(shared: Arc<WorkerShared>) -> Worker {
+    pub(crate) fn new(
+        pool: Arc<PoolShared>,
+        index: usize,
+        fresh: Option<crossbeam_deque::Worker<Arc<ThreadInner>>>,
+    ) -> Worker {
         Worker {
-            shared,
+            shared: pool.workers[index].clone(),
+            pool,
+            index,
+            fresh,
+            fresh_local: UnsafeCell::new(VecDeque::new()),
             runq: UnsafeCell::new(VecDeque::with_capacity(1024)),
+            yielded: UnsafeCell::new(VecDeque::new()),
             timers: UnsafeCell::new(Timers::default()),
             stacks: UnsafeCell::new(StackPool::new(POOL_KEEP_BYTES)),
             registry: UnsafeCell::new(Vec::new()),
             next_start: std::cell::Cell::new(0),
+            steal_rotor: std::cell::Cell::new(index),
+            switches: std::cell::Cell::new(0),
         }
     }
 
     pub(crate) fn shared(&self) -> &Arc<WorkerShared> {
         &self.shared
+    }
+
+    /// The runtime this worker belongs to.
+    pub(crate) fn pool(&self) -> &Arc<PoolShared> {
+        &self.pool
+    }
+
+    /// Whether this worker belongs to `pool`.
+    pub(crate) fn belongs_to(&self, pool: &PoolShared) -> bool {
+        std::ptr::eq(Arc::as_ptr(&self.pool), pool)
+    }
+
+    /// This worker's position in its pool.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether the running green thread has used up its time slice (the monitor says
+    /// so by setting `preempt_at` to the current switch count).
+    #[inline]
+    pub(crate) fn slice_used_up(&self) -> bool {
+        self.shared.watch.preempt_at.load(Relaxed) == self.switches.get()
     }
 
     // The accessors below hand out short-lived `&mut` to worker-owned fields. All of them
@@ -167,6 +228,18 @@ impl Worker {
     fn runq(&self) -> &mut VecDeque<Arc<ThreadInner>> {
         // SAFETY: see the comment above the accessors.
         unsafe { &mut *self.runq.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn yielded(&self) -> &mut VecDeque<Arc<ThreadInner>> {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.yielded.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn fresh_local(&self) -> &mut VecDeque<Arc<ThreadInner>> {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.fresh_local.get() }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -195,6 +268,22 @@ impl Worker {
     /// Appends a runnable green thread to the local run queue.
     pub(crate) fn push_back(&self, task: Arc<ThreadInner>) {
         self.runq().push_back(task);
+    }
+
+    /// Queues a thread spawned here whose coroutine is made (many-to-one).
+    pub(crate) fn push_spawned(&self, task: Arc<ThreadInner>) {
+        self.fresh_local().push_back(task);
+    }
+
+    /// Queues a never-run thread spawned here where idle workers can steal it, and wakes
+    /// one if any sleeps (many-to-many).
+    pub(crate) fn push_fresh(&self, task: Arc<ThreadInner>) {
+        let fresh = self
+            .fresh
+            .as_ref()
+            .expect("push_fresh on a worker that does not steal");
+        fresh.push(task);
+        self.pool.wake_one();
     }
 
     /// Creates the coroutine of a green thread owned by this worker and registers the
@@ -280,6 +369,10 @@ impl Worker {
     pub(crate) fn run(&self) {
         context::set_current_worker(self);
         stack::prepare_thread_for_green_stacks();
+        self.shared
+            .watch
+            .tid
+            .store(rustix::thread::gettid().as_raw_nonzero().get(), Relaxed);
         let mut tick: u32 = 0;
         loop {
             if self.shared.inbox_hint.load(Relaxed) {
@@ -294,14 +387,79 @@ impl Worker {
             if tick % TIMER_CHECK_INTERVAL == 0 && !self.timers().is_empty() {
                 self.fire_timers(Instant::now());
             }
-            let next = self.runq().pop_front();
+            let next = match &self.fresh {
+                None => self.next_local(tick),
+                Some(fresh) => self.next_stealing(fresh, tick),
+            };
             match next {
                 Some(task) => self.run_task(task),
                 None => self.idle(),
             }
         }
         self.cancel_all();
+        // The last worker out closes the injector; threads left in it never started.
+        for task in self.pool.worker_exited() {
+            drop(self.drop_if_unstarted(task));
+        }
         context::set_current_worker(std::ptr::null());
+    }
+
+    /// The next thread of a many-to-one worker, in the order of `sched/README.md`.
+    #[inline]
+    fn next_local(&self, tick: u32) -> Option<Arc<ThreadInner>> {
+        if tick % FAIRNESS_INTERVAL == 0 {
+            let found = self
+                .yielded()
+                .pop_front()
+                .or_else(|| self.fresh_local().pop_front());
+            if found.is_some() {
+                return found;
+            }
+        }
+        self.runq()
+            .pop_front()
+            .or_else(|| self.fresh_local().pop_back())
+            .or_else(|| self.yielded().pop_front())
+    }
+
+    /// The next thread of a many-to-many worker, in the order of `sched/README.md`.
+    #[inline]
+    fn next_stealing(
+        &self,
+        fresh: &crossbeam_deque::Worker<Arc<ThreadInner>>,
+        tick: u32,
+    ) -> Option<Arc<ThreadInner>> {
+        if tick % FAIRNESS_INTERVAL == 0 {
+            let oldest_fresh = || retry(|| self.pool.stealers[self.index].steal());
+            let found = self
+                .pool
+                .steal_one_injected()
+                .or_else(|| self.yielded().pop_front())
+                .or_else(oldest_fresh);
+            if found.is_some() {
+                return found;
+            }
+        }
+        self.runq()
+            .pop_front()
+            .or_else(|| fresh.pop())
+            .or_else(|| self.yielded().pop_front())
+    }
+
+    /// Steals never-run threads: a batch from the injector, else from another worker's
+    /// `fresh` queue, visiting them in a rotating order. The batch goes into our own
+    /// `fresh`; one thread is returned.
+    fn steal(&self, fresh: &crossbeam_deque::Worker<Arc<ThreadInner>>) -> Option<Arc<ThreadInner>> {
+        if let Some(t) = self.pool.steal_injected(fresh) {
+            return Some(t);
+        }
+        let n = self.pool.stealers.len();
+        let start = self.steal_rotor.get();
+        self.steal_rotor.set(start.wrapping_add(1));
+        (0..n)
+            .map(|k| start.wrapping_add(k) % n)
+            .filter(|&v| v != self.index)
+            .find_map(|v| retry(|| self.pool.stealers[v].steal_batch_and_pop(fresh)))
     }
 
     fn drain_inbox(&self) {
@@ -313,23 +471,40 @@ impl Worker {
         self.runq().extend(tasks);
     }
 
-    /// Nothing is runnable: fire due timers, or sleep until the next deadline or a wakeup.
+    /// Nothing is runnable: fire due timers, steal (many-to-many), or sleep until the
+    /// next deadline or a wakeup.
     fn idle(&self) {
         let now = Instant::now();
         self.fire_timers(now);
-        if !self.runq().is_empty() {
+        if !self.is_idle() {
             return;
         }
-        let deadline = self.timers().next_deadline();
-        // The sleeper's half of the protocol in sched/README.md: announce, re-check, sleep.
-        self.shared.sleeping.store(true, SeqCst);
-        if !self.shared.inbox_hint.load(SeqCst) {
-            match deadline {
-                Some(d) => std::thread::park_timeout(d.saturating_duration_since(now)),
-                None => std::thread::park(),
+        if let Some(fresh) = &self.fresh {
+            if let Some(task) = self.steal(fresh) {
+                fresh.push(task);
+                return;
             }
         }
+        let deadline = self.timers().next_deadline();
+        let sleep = || match deadline {
+            Some(d) => std::thread::park_timeout(d.saturating_duration_since(now)),
+            None => std::thread::park(),
+        };
+        // The sleeper's half of the inbox protocol in sched/README.md: announce, re-check,
+        // sleep; in many-to-many, inside the idle-set handshake (whose fence also orders
+        // this store before the re-check).
+        self.shared.sleeping.store(true, SeqCst);
+        if self.fresh.is_some() {
+            self.pool.idle.sleep_unless(
+                self.index,
+                || self.shared.inbox_hint.load(SeqCst) || self.pool.has_stealable(),
+                sleep,
+            );
+        } else if !self.shared.inbox_hint.load(SeqCst) {
+            sleep();
+        }
         self.shared.sleeping.store(false, Relaxed);
+        self.pool.monitor.worker_woke();
     }
 
     fn fire_timers(&self, now: Instant) {
@@ -392,6 +567,12 @@ impl Worker {
             Body::Unstarted(_) => unreachable!(),
         };
         loop {
+            // For the monitor (sched/monitor.rs): plain stores to our own cache line.
+            let switch = self.switches.get() + 1;
+            self.switches.set(switch);
+            let watch = &self.shared.watch;
+            watch.switches.store(switch, Relaxed);
+            watch.running.store(task.id.as_u64().get(), Relaxed);
             context::set_current_green(Arc::as_ptr(&task));
             // SAFETY: `overflow` and the name it points to live in the task record, which
             // `task` keeps alive and unmodified until the reset to null below.
@@ -401,9 +582,14 @@ impl Worker {
             // SAFETY: null is always allowed.
             unsafe { stack::set_running(std::ptr::null()) };
             context::set_current_green(std::ptr::null());
+            if watch.stall_at.load(Relaxed) == switch {
+                self.pool
+                    .monitor
+                    .end_stall(self.index, switch, task.name.as_deref());
+            }
             match result {
                 CoroutineResult::Yield(Suspend::Yield) => {
-                    self.push_back(task);
+                    self.yielded().push_back(task);
                     return;
                 }
                 CoroutineResult::Yield(Suspend::Park) => {
@@ -444,9 +630,12 @@ impl Worker {
         }
     }
 
-    /// Creates the coroutine of a green thread spawned from another kernel thread.
+    /// Creates the coroutine of a green thread queued without one (spawned from another
+    /// kernel thread, or any many-to-many spawn), and makes this worker its owner.
     /// Returns false if that failed (the thread was cancelled with the reason).
     fn start_unstarted(&self, task: &Arc<ThreadInner>) -> bool {
+        // SAFETY: we are the worker about to start it and hold its queue reference.
+        unsafe { task.green().set_owner(&self.shared) };
         let local = task.green().local_ptr();
         // SAFETY: the thread has not started; only its worker (us) touches its local part.
         let (main, size) = unsafe {
@@ -513,7 +702,14 @@ impl Worker {
         let mut held: Vec<Arc<ThreadInner>> = Vec::new();
         loop {
             self.drain_inbox();
-            let queued: Vec<_> = self.runq().drain(..).collect();
+            if let Some(fresh) = &self.fresh {
+                while let Some(task) = fresh.pop() {
+                    drop(self.drop_if_unstarted(task));
+                }
+            }
+            let mut queued: Vec<_> = self.runq().drain(..).collect();
+            queued.extend(self.fresh_local().drain(..));
+            queued.extend(self.yielded().drain(..));
             for task in queued {
                 held.extend(self.drop_if_unstarted(task));
             }
@@ -531,7 +727,7 @@ impl Worker {
                     }
                 })
                 .collect();
-            if victims.is_empty() && self.runq().is_empty() {
+            if victims.is_empty() && self.is_idle() {
                 break;
             }
             // SAFETY: the threads are switched out and we are their worker; one field read.
@@ -555,6 +751,14 @@ impl Worker {
         }
         drop(self.timers().clear());
         drop(held);
+    }
+
+    /// Whether nothing at all is queued on this worker.
+    fn is_idle(&self) -> bool {
+        self.runq().is_empty()
+            && self.fresh_local().is_empty()
+            && self.yielded().is_empty()
+            && self.fresh.as_ref().is_none_or(|f| f.is_empty())
     }
 
     /// Drops the closure of a thread that never started and returns `None`; gives a

@@ -74,13 +74,15 @@ pub(crate) struct GreenLocal {
 pub(crate) struct GreenTask {
     /// The park word (`task/park_word.rs`).
     pub(crate) state: ParkWord,
-    /// The worker that owns (or will own) this thread; unpark sends it back there.
-    pub(crate) worker: Arc<WorkerShared>,
+    /// The worker that owns this thread (see [`GreenTask::owner`]).
+    owner: UnsafeCell<Arc<WorkerShared>>,
     local: UnsafeCell<GreenLocal>,
 }
 
-// SAFETY: `state` is atomic and `worker` is Sync. `local` is only ever accessed through
-// `GreenTask::local`, whose contract restricts it to the kernel thread of the owning
+// SAFETY: `state` is atomic. `owner` is written only under the contract of `set_owner`
+// (no reader can exist at that time) and read only through `owner`, which synchronizes with
+// that write through the park word. `local` is only ever accessed through
+// `GreenTask::local_ptr`, whose contract restricts it to the kernel thread of the owning
 // worker; a `Body::Unstarted` closure is `Send`, and a started coroutine never leaves the
 // worker that created it. So sharing the record between kernel threads never shares the
 // cell's contents.
@@ -90,10 +92,10 @@ unsafe impl Sync for GreenTask {}
 unsafe impl Send for GreenTask {}
 
 impl GreenTask {
-    pub(crate) fn new(worker: Arc<WorkerShared>, body: Body, stack_size: usize) -> GreenTask {
+    pub(crate) fn new(owner: Arc<WorkerShared>, body: Body, stack_size: usize) -> GreenTask {
         GreenTask {
             state: ParkWord::new(),
-            worker,
+            owner: UnsafeCell::new(owner),
             local: UnsafeCell::new(GreenLocal {
                 body,
                 yielder: std::ptr::null(),
@@ -104,6 +106,34 @@ impl GreenTask {
                 start_seq: 0,
                 stack_size,
             }),
+        }
+    }
+
+    /// The worker that owns this thread: the one that started it (many-to-many steals
+    /// threads that never ran, so until then it is only the worker it was queued on).
+    /// Unpark sends the thread back there.
+    ///
+    /// Call it only on the thread's worker, or after winning the park word's
+    /// `PARKED -> EMPTY`: that acquire synchronizes with the owner's commit of the park,
+    /// which comes after any [`GreenTask::set_owner`].
+    pub(crate) fn owner(&self) -> &Arc<WorkerShared> {
+        // SAFETY: per the contract above, every write (`set_owner`) happens-before this
+        // read, and no write can run concurrently with it: writes happen only while the
+        // thread is runnable and held by the writer, never while it is parked.
+        unsafe { &*self.owner.get() }
+    }
+
+    /// Makes `owner` the thread's worker.
+    ///
+    /// # Safety
+    ///
+    /// The caller is that worker, about to start the thread, and holds its queue
+    /// reference: the thread is neither running nor parked, so nobody reads `owner` now.
+    pub(crate) unsafe fn set_owner(&self, owner: &Arc<WorkerShared>) {
+        // SAFETY: per the contract, no reference to the old value exists.
+        let slot = unsafe { &mut *self.owner.get() };
+        if !Arc::ptr_eq(slot, owner) {
+            *slot = owner.clone();
         }
     }
 

@@ -5,10 +5,13 @@
 //! - [`green::GreenTask`] is the part only green threads have: the park state word and the
 //!   worker-owned cell that holds the coroutine.
 //! - [`park_word`] is a green thread's park state machine (model-checked with loom).
+//! - [`local`] is green-thread-local storage (`spindle::local!`): values that belong to the
+//!   running thread and are dropped when it finishes.
 //! - [`packet`] carries a thread's result to its `JoinHandle`; [`scope`] waits for scoped
 //!   threads.
 
 pub(crate) mod green;
+pub(crate) mod local;
 pub(crate) mod packet;
 pub(crate) mod park_word;
 pub(crate) mod scope;

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use crate::park::{self, WaitReason};
 use crate::sched::context;
+use crate::task::local;
 use crate::task::scope::ScopeData;
 use crate::task::thread::Thread;
 
@@ -177,9 +178,25 @@ impl<T> Completer<T> {
         }
     }
 
-    /// Runs `f`, catching a panic, and completes the packet with the outcome.
+    /// Runs `f`, catching a panic, drops the thread's local values, and completes the
+    /// packet with the outcome.
     pub(crate) fn run(mut self, f: impl FnOnce() -> T) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // The thread's `spindle::local!` values go now: on the thread itself, after its
+        // closure, and before the result is published, so a joiner sees every destructor's
+        // effects (task/local.rs). A destructor that panicked makes the outcome that panic,
+        // unless the closure had already panicked; the result it replaces is dropped here,
+        // on the thread, with a panic of its destructor caught as well.
+        let result = match (result, local::destroy_current()) {
+            (result, Ok(())) => result,
+            (Ok(value), Err(dtor_panic)) => {
+                drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                    move || drop(value),
+                )));
+                Err(dtor_panic)
+            }
+            (Err(panic), Err(_dtor_panic)) => Err(panic),
+        };
         let result = match result {
             // A forced unwind at runtime shutdown surfaces here as an opaque payload.
             Err(_) if context::is_cancelling() => Err(cancelled()),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::green::GreenTask;
+use super::local::LocalMap;
 
 /// A unique identifier for a spindle thread, green or kernel.
 ///
@@ -47,6 +48,11 @@ impl ThreadId {
     pub fn as_u64(self) -> NonZeroU64 {
         self.0
     }
+
+    /// The id whose number is `n`, if `n` is not 0.
+    pub(crate) fn from_u64(n: u64) -> Option<ThreadId> {
+        NonZeroU64::new(n).map(ThreadId)
+    }
 }
 
 impl fmt::Display for ThreadId {
@@ -71,6 +77,9 @@ pub(crate) struct ThreadInner {
     pub(crate) id: ThreadId,
     pub(crate) name: Option<Box<str>>,
     pub(crate) kind: ThreadKind,
+    /// A green thread's `spindle::local!` values (`task/local.rs`); touched only by the
+    /// thread itself. Unused for kernel threads, whose values live in a std thread-local.
+    pub(crate) locals: LocalMap,
 }
 
 impl ThreadInner {

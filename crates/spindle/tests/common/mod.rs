@@ -5,7 +5,11 @@
 use spindle::{Model, Runtime};
 
 /// Every model a behaviour test runs under.
-pub const MODELS: [Model; 2] = [Model::ManyToOne, Model::OneToOne];
+pub const MODELS: [Model; 3] = [
+    Model::ManyToOne,
+    Model::OneToOne,
+    Model::ManyToMany { workers: 2 },
+];
 
 /// Builds a runtime for `model` and runs `f` as its first thread.
 pub fn run<T: Send>(model: Model, f: impl FnOnce() -> T + Send) -> T {
@@ -40,6 +44,12 @@ macro_rules! cross_model {
                 #[test]
                 fn one_to_one() {
                     let $model = spindle::Model::OneToOne;
+                    $crate::common::run($model, move || $body)
+                }
+
+                #[test]
+                fn many_to_many() {
+                    let $model = spindle::Model::ManyToMany { workers: 2 };
                     $crate::common::run($model, move || $body)
                 }
             }

@@ -1,0 +1,332 @@
+//! The monitor (sysmon): a kernel thread per green-thread runtime that watches its workers.
+//!
+//! Scheduling is cooperative (DESIGN.md: no signal-based preemption), so a green thread
+//! that computes for a long time, or makes a raw blocking system call, holds its worker:
+//! nothing else queued there runs until it switches. The monitor is how the runtime notices
+//! and answers:
+//!
+//! - **Time slices.** A worker whose switch counter has not moved for a time slice
+//!   (default 10 ms) gets its `preempt_at` set to that count; `spindle::checkpoint()` on
+//!   the running thread compares it with the worker's count and yields on a match. A
+//!   checkpoint is a thread-local read and two loads, cheap enough for an inner loop.
+//! - **Stalls.** A worker held for longer than the stall threshold (default 10 ms) is
+//!   recorded as a [`StallEvent`]: the worker, the green thread's id, how long, and
+//!   whether the kernel thread sleeps in a system call or runs (from
+//!   `/proc/self/task/TID/stat`). The worker completes the event with the thread's name
+//!   and the exact duration when the thread finally switches (the monitor never touches
+//!   a thread record: it could be freed under it). In many-to-many the monitor also wakes
+//!   a sleeping worker if the stuck one has stealable threads, so they are taken at once.
+//!
+//! What a worker publishes, per resume, with relaxed stores to its own cache line: the
+//! switch count and the running thread's id. The monitor reads them with relaxed loads;
+//! no ordering is needed, since every decision is a heuristic that a late read only
+//! delays by one tick (at most half the shorter of the two periods).
+//!
+//! An idle runtime costs no wakeups: when every worker sleeps, the monitor parks until a
+//! worker wakes (the worker's `sleeping = false` and the monitor's `idle = true` are each
+//! followed by a SeqCst fence and a load of the other, so one sees the other).
+
+use std::fmt;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::sched::pool::PoolShared;
+use crate::task::thread::ThreadId;
+
+/// Default time slice of `spindle::checkpoint()`.
+pub const DEFAULT_TIME_SLICE: Duration = Duration::from_millis(10);
+
+/// Default time after which a worker that has not switched counts as stalled.
+pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(10);
+
+/// The monitor's settings (from the runtime builder).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MonitorConfig {
+    pub(crate) time_slice: Duration,
+    pub(crate) stall_threshold: Duration,
+    pub(crate) report_stalls: bool,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            time_slice: DEFAULT_TIME_SLICE,
+            stall_threshold: DEFAULT_STALL_THRESHOLD,
+            report_stalls: false,
+        }
+    }
+}
+
+/// What a worker publishes for the monitor, and what the monitor asks of it.
+pub(crate) struct WorkerWatch {
+    /// Resumes so far; written by the worker before each resume.
+    pub(crate) switches: AtomicU64,
+    /// Id of the green thread resumed last (0 before the first).
+    pub(crate) running: AtomicU64,
+    /// The switch count during which the running thread's time slice ran out.
+    pub(crate) preempt_at: AtomicU64,
+    /// The switch count during which a stall was recorded, for the worker to complete.
+    pub(crate) stall_at: AtomicU64,
+    /// The worker's kernel thread id, for `/proc`.
+    pub(crate) tid: AtomicI32,
+}
+
+impl WorkerWatch {
+    pub(crate) fn new() -> WorkerWatch {
+        WorkerWatch {
+            switches: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            preempt_at: AtomicU64::new(u64::MAX),
+            stall_at: AtomicU64::new(u64::MAX),
+            tid: AtomicI32::new(0),
+        }
+    }
+}
+
+/// Where the kernel thread of a stalled worker was when the stall was noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StallCause {
+    /// Sleeping in the kernel: a blocking system call (`read`, `std::thread::sleep`, a
+    /// std lock, ...).
+    SystemCall,
+    /// Running: a long computation that does not call `spindle::checkpoint()`.
+    Running,
+    /// Could not be told (no `/proc`).
+    Unknown,
+}
+
+impl fmt::Display for StallCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StallCause::SystemCall => "blocked in a system call",
+            StallCause::Running => "running without a checkpoint",
+            StallCause::Unknown => "state unknown",
+        })
+    }
+}
+
+/// A worker held by one green thread for longer than the runtime's stall threshold.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StallEvent {
+    /// Index of the worker (0 in many-to-one).
+    pub worker: usize,
+    /// The green thread that held it.
+    pub thread: Option<ThreadId>,
+    /// Its name, once the stall has ended (the monitor cannot read it safely before).
+    pub thread_name: Option<String>,
+    /// How long the worker was held: up to now while `ongoing`, exact once it ended.
+    pub duration: Duration,
+    /// Whether the thread still holds the worker (as of the last look).
+    pub ongoing: bool,
+    /// What the worker's kernel thread was doing when the stall was noticed.
+    pub cause: StallCause,
+    /// When the worker last switched before the stall (to within a monitor tick).
+    started: Instant,
+    /// The worker's switch count during the stall.
+    switch: u64,
+}
+
+impl fmt::Display for StallEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = self.thread.map_or("?".to_string(), |t| t.to_string());
+        let name = self.thread_name.as_deref().unwrap_or("<unnamed>");
+        let verb = if self.ongoing {
+            "has been held"
+        } else {
+            "was held"
+        };
+        write!(
+            f,
+            "worker {} {verb} for {:.1} ms by green thread {id} ('{name}'), {}",
+            self.worker,
+            self.duration.as_secs_f64() * 1e3,
+            self.cause
+        )
+    }
+}
+
+/// The monitor's shared state: its settings, the events it recorded, its idle flag.
+pub(crate) struct Monitor {
+    pub(crate) config: MonitorConfig,
+    events: Mutex<Vec<StallEvent>>,
+    /// True while the monitor parks because every worker sleeps.
+    idle: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+impl Monitor {
+    pub(crate) fn new(config: MonitorConfig) -> Monitor {
+        Monitor {
+            config,
+            events: Mutex::new(Vec::new()),
+            idle: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_thread(&self, t: std::thread::Thread) {
+        let _ = self.thread.set(t);
+    }
+
+    /// Wakes the monitor (for shutdown, or because a worker left its idle sleep).
+    pub(crate) fn unpark(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// A worker has just left its idle sleep (and published `sleeping = false`).
+    pub(crate) fn worker_woke(&self) {
+        fence(SeqCst);
+        if self.idle.load(Relaxed) {
+            self.unpark();
+        }
+    }
+
+    /// The events recorded so far, oldest first.
+    pub(crate) fn events(&self) -> Vec<StallEvent> {
+        let mut events = lock(&self.events).clone();
+        let now = Instant::now();
+        for e in events.iter_mut().filter(|e| e.ongoing) {
+            e.duration = now.saturating_duration_since(e.started);
+        }
+        events
+    }
+
+    /// Called by a worker whose running thread was recorded as stalling it, once that
+    /// thread switched: fills in the name and the exact duration.
+    #[cold]
+    pub(crate) fn end_stall(&self, worker: usize, switch: u64, name: Option<&str>) {
+        let mut events = lock(&self.events);
+        let Some(e) = events
+            .iter_mut()
+            .rev()
+            .find(|e| e.worker == worker && e.switch == switch)
+        else {
+            return;
+        };
+        e.ongoing = false;
+        e.thread_name = name.map(Into::into);
+        e.duration = e.started.elapsed();
+        if self.config.report_stalls {
+            eprintln!("spindle: {e}");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the monitor remembers of one worker between ticks.
+#[derive(Clone, Copy)]
+struct Seen {
+    switches: u64,
+    since: Instant,
+    preempted: u64,
+    stalled: u64,
+}
+
+/// The monitor thread's body: watches `pool`'s workers until the runtime shuts down.
+pub(crate) fn run(pool: Arc<PoolShared>) {
+    let monitor = &pool.monitor;
+    let cfg = monitor.config;
+    let tick = (cfg.time_slice.min(cfg.stall_threshold) / 2)
+        .clamp(Duration::from_micros(500), Duration::from_millis(50));
+    let start = Instant::now();
+    let mut seen = vec![
+        Seen {
+            switches: 0,
+            since: start,
+            preempted: u64::MAX,
+            stalled: u64::MAX,
+        };
+        pool.workers.len()
+    ];
+    while !pool.is_shut_down() {
+        std::thread::park_timeout(tick);
+        let now = Instant::now();
+        let mut all_idle = true;
+        for (i, w) in pool.workers.iter().enumerate() {
+            let s = w.watch.switches.load(Relaxed);
+            let st = &mut seen[i];
+            if s != st.switches || w.is_sleeping() {
+                st.switches = s;
+                st.since = now;
+                all_idle &= w.is_sleeping();
+                continue;
+            }
+            all_idle = false;
+            let held = now.saturating_duration_since(st.since);
+            if held >= cfg.time_slice && st.preempted != s {
+                st.preempted = s;
+                w.watch.preempt_at.store(s, Relaxed);
+            }
+            if held >= cfg.stall_threshold && st.stalled != s {
+                st.stalled = s;
+                record_stall(&pool, i, s, st.since, held);
+            }
+        }
+        if all_idle {
+            sleep_while_idle(&pool);
+        }
+    }
+}
+
+fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant, held: Duration) {
+    let w = &pool.workers[worker];
+    let id = w.watch.running.load(Relaxed);
+    let event = StallEvent {
+        worker,
+        thread: ThreadId::from_u64(id),
+        thread_name: None,
+        duration: held,
+        ongoing: true,
+        cause: stall_cause(w.watch.tid.load(Relaxed)),
+        started,
+        switch,
+    };
+    if pool.monitor.config.report_stalls {
+        eprintln!("spindle: {event}");
+    }
+    lock(&pool.monitor.events).push(event);
+    w.watch.stall_at.store(switch, Relaxed);
+    if pool.steals && pool.has_stealable() {
+        pool.wake_one();
+    }
+}
+
+/// Parks the monitor while every worker sleeps (see the module docs for the handshake).
+fn sleep_while_idle(pool: &PoolShared) {
+    let monitor = &pool.monitor;
+    monitor.idle.store(true, Relaxed);
+    fence(SeqCst);
+    if pool.workers.iter().all(|w| w.is_sleeping()) && !pool.is_shut_down() {
+        std::thread::park();
+    }
+    monitor.idle.store(false, Relaxed);
+}
+
+/// Reads the scheduling state of kernel thread `tid` of this process from `/proc`.
+fn stall_cause(tid: i32) -> StallCause {
+    if tid == 0 {
+        return StallCause::Unknown;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return StallCause::Unknown;
+    };
+    // The state is the first field after the command name, which is in parentheses and
+    // may itself contain spaces or parentheses.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    match state {
+        Some("R") => StallCause::Running,
+        Some("S" | "D") => StallCause::SystemCall,
+        _ => StallCause::Unknown,
+    }
+}

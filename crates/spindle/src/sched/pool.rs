@@ -1,0 +1,313 @@
+//! The workers of a green-thread runtime, and how a green thread is spawned onto them.
+//!
+//! Both green models are a pool of workers ([`crate::sched::worker`]): many-to-one is a
+//! pool of one worker that never steals, many-to-many a pool of N workers that steal
+//! threads that never ran from each other (`sched/README.md`, "Many-to-many"). The driver
+//! ([`GreenRuntime`]) owns the worker kernel threads and shuts them down when dropped; the
+//! handle ([`PoolShared`]) is what workers, spawners and wakers share.
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, SeqCst};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_deque::{Injector, Steal, Stealer};
+
+use crate::sched::context;
+use crate::sched::idle::IdleSet;
+use crate::sched::monitor::{self, Monitor, MonitorConfig};
+use crate::sched::worker::{Worker, WorkerShared};
+use crate::task::green::{Body, GreenTask};
+use crate::task::packet::ThreadMain;
+use crate::task::scope::ScopeData;
+use crate::task::thread::{Thread, ThreadId};
+use crate::task::{ThreadInner, ThreadKind};
+use crate::thread::JoinHandle;
+
+/// How a green-thread runtime is laid out.
+pub(crate) struct PoolConfig {
+    /// Number of worker kernel threads.
+    pub(crate) workers: usize,
+    /// Whether workers steal never-run threads from each other (many-to-many).
+    pub(crate) steals: bool,
+    /// Default usable stack size of green threads.
+    pub(crate) stack_size: usize,
+    /// Name prefix of the worker kernel threads.
+    pub(crate) thread_name: &'static str,
+    /// Time slice and stall reporting.
+    pub(crate) monitor: MonitorConfig,
+}
+
+/// What the workers, spawners and wakers of a green-thread runtime share.
+pub(crate) struct PoolShared {
+    pub(crate) workers: Vec<Arc<WorkerShared>>,
+    /// Thieves' ends of the workers' `fresh` queues (empty when the pool does not steal).
+    pub(crate) stealers: Vec<Stealer<Arc<ThreadInner>>>,
+    /// Threads spawned from outside the runtime (many-to-many).
+    injector: Injector<Arc<ThreadInner>>,
+    /// Set by the last worker to exit; checked under the lock by outside spawners, so
+    /// nothing is pushed into the injector after its final drain.
+    injector_closed: Mutex<bool>,
+    /// The workers asleep, for waking one when stealable work appears.
+    pub(crate) idle: IdleSet,
+    pub(crate) steals: bool,
+    pub(crate) default_stack_size: usize,
+    /// Set once by the runtime's drop.
+    shutdown: AtomicBool,
+    /// Workers still running; the last one out closes the injector.
+    running: AtomicUsize,
+    /// Time slices and stall events (`sched/monitor.rs`).
+    pub(crate) monitor: Monitor,
+}
+
+impl PoolShared {
+    /// Whether the runtime has been dropped.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(SeqCst)
+    }
+
+    /// Whether any worker could steal something now (step S3 of the idle handshake).
+    pub(crate) fn has_stealable(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    /// Wakes one sleeping worker, if any, after stealable work was published (P2, P3).
+    #[inline]
+    pub(crate) fn wake_one(&self) {
+        if let Some(w) = self.idle.pop_sleeper() {
+            self.workers[w].unpark();
+        }
+    }
+
+    /// Queues a green thread spawned from outside the runtime. Fails, giving the thread
+    /// back, once the runtime has shut down.
+    fn inject(&self, task: Arc<ThreadInner>) -> Result<(), Arc<ThreadInner>> {
+        if !self.steals {
+            return self.workers[0].push_remote(task);
+        }
+        {
+            let closed = self
+                .injector_closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if *closed {
+                return Err(task);
+            }
+            self.injector.push(task);
+        }
+        self.wake_one();
+        Ok(())
+    }
+
+    /// Takes one thread from the injector, moving a batch more into `dest`.
+    pub(crate) fn steal_injected(
+        &self,
+        dest: &crossbeam_deque::Worker<Arc<ThreadInner>>,
+    ) -> Option<Arc<ThreadInner>> {
+        retry(|| self.injector.steal_batch_and_pop(dest))
+    }
+
+    /// Takes the oldest thread of the injector.
+    pub(crate) fn steal_one_injected(&self) -> Option<Arc<ThreadInner>> {
+        retry(|| self.injector.steal())
+    }
+
+    /// A worker has finished its shutdown. The last one closes the injector and returns
+    /// what is left in it (threads that never started) for the caller to drop.
+    pub(crate) fn worker_exited(&self) -> Vec<Arc<ThreadInner>> {
+        if self.running.fetch_sub(1, AcqRel) != 1 {
+            return Vec::new();
+        }
+        *self
+            .injector_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        std::iter::from_fn(|| self.steal_one_injected()).collect()
+    }
+}
+
+/// Runs a steal operation until it gives a definite answer.
+pub(crate) fn retry<T>(mut op: impl FnMut() -> Steal<T>) -> Option<T> {
+    loop {
+        match op() {
+            Steal::Success(t) => return Some(t),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}
+
+/// A green-thread runtime: its pool and the worker kernel threads.
+pub(crate) struct GreenRuntime {
+    pub(crate) pool: Arc<PoolShared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    monitor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GreenRuntime {
+    /// Starts the workers.
+    pub(crate) fn start(config: PoolConfig) -> io::Result<GreenRuntime> {
+        let n = config.workers;
+        let workers: Vec<_> = (0..n).map(|_| Arc::new(WorkerShared::new())).collect();
+        let mut fresh: Vec<Option<crossbeam_deque::Worker<Arc<ThreadInner>>>> = (0..n)
+            .map(|_| config.steals.then(crossbeam_deque::Worker::new_lifo))
+            .collect();
+        let stealers = fresh.iter().flatten().map(|f| f.stealer()).collect();
+        let pool = Arc::new(PoolShared {
+            workers,
+            stealers,
+            injector: Injector::new(),
+            injector_closed: Mutex::new(false),
+            idle: IdleSet::new(),
+            steals: config.steals,
+            default_stack_size: config.stack_size,
+            shutdown: AtomicBool::new(false),
+            running: AtomicUsize::new(n),
+            monitor: Monitor::new(config.monitor),
+        });
+        let mut runtime = GreenRuntime {
+            pool: pool.clone(),
+            threads: Vec::with_capacity(n),
+            monitor: None,
+        };
+        for (index, fresh) in fresh.iter_mut().enumerate() {
+            let for_worker = pool.clone();
+            let fresh = fresh.take();
+            let name = if n == 1 {
+                config.thread_name.to_string()
+            } else {
+                format!("{}-{index}", config.thread_name)
+            };
+            let spawned = std::thread::Builder::new().name(name).spawn(move || {
+                let worker = Worker::new(for_worker, index, fresh);
+                worker.run();
+            });
+            match spawned {
+                Ok(t) => {
+                    pool.workers[index].set_thread(t.thread().clone());
+                    runtime.threads.push(t);
+                }
+                Err(e) => {
+                    // Workers already started are shut down by `runtime`'s drop; the ones
+                    // that never started must not be waited for.
+                    let missing = n - index;
+                    pool.running.fetch_sub(missing - 1, AcqRel);
+                    drop(pool.worker_exited());
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot start worker thread {index} of {n}: {e}"),
+                    ));
+                }
+            }
+        }
+        let for_monitor = pool.clone();
+        let monitor = std::thread::Builder::new()
+            .name(format!("{}-monitor", config.thread_name))
+            .spawn(move || monitor::run(for_monitor))
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot start the monitor thread: {e}"))
+            })?;
+        pool.monitor.set_thread(monitor.thread().clone());
+        runtime.monitor = Some(monitor);
+        Ok(runtime)
+    }
+}
+
+impl Drop for GreenRuntime {
+    fn drop(&mut self) {
+        self.pool.shutdown.store(true, SeqCst);
+        for w in &self.pool.workers {
+            w.request_shutdown();
+        }
+        let own = context::current_worker()
+            .filter(|w| w.belongs_to(&self.pool))
+            .map(|w| w.index());
+        for (index, t) in self.threads.drain(..).enumerate() {
+            if own == Some(index) {
+                // Dropped from one of this worker's own green threads: it cancels the rest
+                // (this one included) once this thread next switches; joining here would
+                // wait for ourselves.
+                drop(t);
+            } else if t.join().is_err() {
+                eprintln!("spindle: worker thread {index} panicked during shutdown");
+            }
+        }
+        self.pool.monitor.unpark();
+        if let Some(m) = self.monitor.take() {
+            if m.join().is_err() {
+                eprintln!("spindle: the monitor thread panicked");
+            }
+        }
+    }
+}
+
+/// Spawns a green thread on `pool`.
+///
+/// From a green thread of the same runtime, the thread is queued on the spawner's worker:
+/// in many-to-one its coroutine is made on the spot (stack from the worker's pool, no lock,
+/// no system call) and it goes on the run queue; in many-to-many it goes into the worker's
+/// `fresh` queue, where idle workers may steal it, and its coroutine is made by whichever
+/// worker starts it. From anywhere else it goes through the injector (the only worker's
+/// inbox in many-to-one).
+///
+/// # Safety
+///
+/// If `F` or `T` borrow (`'a` shorter than `'static`), the caller waits for the thread to
+/// finish before the borrowed data goes away (a scope or `block_on` does).
+pub(crate) unsafe fn spawn<'a, F, T>(
+    pool: &Arc<PoolShared>,
+    name: Option<String>,
+    stack_size: Option<usize>,
+    scope: Option<Arc<ScopeData>>,
+    f: F,
+) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'a,
+    T: Send + 'a,
+{
+    if pool.is_shut_down() {
+        return Err(shut_down());
+    }
+    let size = stack_size.unwrap_or(pool.default_stack_size);
+    let (packet, entry) = ThreadMain::with_packet(f, scope);
+    let main = move || entry.run();
+    let local = context::current_worker().filter(|w| w.belongs_to(pool));
+    let owner = match local {
+        Some(w) => w.shared().clone(),
+        None => pool.workers[0].clone(),
+    };
+    let inner = Arc::new(ThreadInner {
+        id: ThreadId::next(),
+        name: name.map(Into::into),
+        kind: ThreadKind::Green(GreenTask::new(owner, Body::Finished, size)),
+        locals: crate::task::local::LocalMap::new(),
+    });
+    let g = inner.green();
+    match local {
+        Some(worker) if !pool.steals => {
+            // SAFETY: the borrow contract is passed on from our caller.
+            let co = unsafe { worker.make_coroutine(&inner, size, main)? };
+            // SAFETY: the thread is not queued yet; we are on its worker's kernel thread.
+            unsafe { (*g.local_ptr()).body = Body::Coroutine(co) };
+            worker.push_spawned(inner.clone());
+        }
+        _ => {
+            let main: Box<dyn FnOnce() + Send + 'a> = Box::new(main);
+            // SAFETY: only the lifetime changes; the caller waits for completion when `'a`
+            // is not `'static` (this function's contract).
+            let main: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(main) };
+            // SAFETY: the record is not shared yet, so nothing else accesses it.
+            unsafe { (*g.local_ptr()).body = Body::Unstarted(main) };
+            match local {
+                Some(worker) => worker.push_fresh(inner.clone()),
+                None => pool.inject(inner.clone()).map_err(|_| shut_down())?,
+            }
+        }
+    }
+    Ok(JoinHandle::new(packet, Thread::from_inner(inner)))
+}
+
+fn shut_down() -> io::Error {
+    io::Error::other("cannot spawn a green thread: its runtime has been dropped")
+}
