@@ -17,6 +17,10 @@ pub struct Figure {
     pub unit: String,
     /// The size of the run (operations or threads).
     pub n: u64,
+    /// Why the subject could not be measured, if it could not (`value` is then NaN, which
+    /// JSON shows as `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl Figure {
@@ -35,7 +39,22 @@ impl Figure {
             value,
             unit: unit.into(),
             n,
+            skipped: None,
         }
+    }
+
+    /// A subject that could not be measured, and why (for example its runtime failed to
+    /// build).
+    pub fn skipped(experiment: &str, subject: &str, metric: &str, why: &str, n: u64) -> Self {
+        Figure {
+            skipped: Some(why.into()),
+            ..Figure::new(experiment, subject, metric, f64::NAN, "", n)
+        }
+    }
+
+    /// Whether the figure holds a measured value.
+    pub fn measured(&self) -> bool {
+        self.skipped.is_none()
     }
 }
 
@@ -43,13 +62,19 @@ impl Figure {
 pub fn table(figures: &[Figure]) -> String {
     let rows: Vec<[String; 4]> = figures
         .iter()
-        .map(|f| {
-            [
+        .map(|f| match &f.skipped {
+            Some(why) => [
+                f.subject.clone(),
+                f.metric.clone(),
+                "skipped".into(),
+                why.clone(),
+            ],
+            None => [
                 f.subject.clone(),
                 f.metric.clone(),
                 format_value(f.value),
                 format!("{} (n = {})", f.unit, f.n),
-            ]
+            ],
         })
         .collect();
     let header = ["subject", "metric", "value", "unit"].map(String::from);

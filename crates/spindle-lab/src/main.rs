@@ -41,10 +41,11 @@ enum Command {
         /// The experiment.
         #[arg(value_enum)]
         name: Experiment,
-        /// Run only this subject: many-to-one, one-to-one, std, corosensei (default: all).
+        /// Run only this subject (default: the experiment's usual subjects). skynet measures
+        /// one-to-one only when asked, on a smaller tree, with its baselines at that size.
         #[arg(long)]
         model: Option<Subject>,
-        /// Operations (or threads) per measurement.
+        /// Operations (or threads) per measurement; skynet: leaves; parallel: matrix size.
         #[arg(long)]
         n: Option<u64>,
         /// Print JSON instead of a table.

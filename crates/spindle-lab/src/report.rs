@@ -27,13 +27,15 @@ struct Results {
 fn ratios(figures: &[Figure]) -> Vec<Figure> {
     let Some(base) = figures
         .iter()
-        .find(|f| f.subject == Subject::ManyToOne.name())
+        .find(|f| f.subject == Subject::ManyToOne.name() && f.measured())
     else {
         return Vec::new();
     };
     figures
         .iter()
-        .filter(|f| f.subject != base.subject && f.unit == base.unit && base.value > 0.0)
+        .filter(|f| {
+            f.measured() && f.subject != base.subject && f.unit == base.unit && base.value > 0.0
+        })
         .map(|f| {
             let (metric, value) = if f.subject == Subject::Corosensei.name() {
                 (
@@ -59,8 +61,8 @@ pub fn run(quick: bool, out: &Path) -> io::Result<()> {
     let total = Experiment::ALL.len();
     for (i, e) in Experiment::ALL.into_iter().enumerate() {
         eprintln!("[{}/{total}] running {} ...", i + 1, e.name());
-        let mut figures = e.run(None, e.default_n(quick))?;
-        if e != Experiment::Memory {
+        let mut figures = e.run(None, e.default_n(quick), quick)?;
+        if e.ratios_in_report() {
             let r = ratios(&figures);
             figures.extend(r);
         }

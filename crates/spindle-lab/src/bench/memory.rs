@@ -139,7 +139,11 @@ fn first_touch_floor(n: u64) -> io::Result<f64> {
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (n, outcome) = match subject {
-        Subject::Corosensei | Subject::Std => return Ok(Vec::new()),
+        Subject::Corosensei
+        | Subject::Std
+        | Subject::ManyToMany
+        | Subject::TokioCurrentThread
+        | Subject::TokioMultiThread => return Ok(Vec::new()),
         Subject::ManyToOne => {
             let rt = subject
                 .runtime(Some(GREEN_STACK))?

@@ -2,7 +2,9 @@
 //! other, so that their figures can be compared as ratios on a shared, drifting machine.
 
 mod memory;
+mod parallel;
 mod pingpong;
+mod skynet;
 mod spawn;
 mod switch;
 
@@ -24,14 +26,20 @@ pub enum Experiment {
     Pingpong,
     /// Memory of many threads parked at once, and the time to spawn them.
     Memory,
+    /// Skynet: a tree of threads, ten children each, down to N leaves summed through join.
+    Skynet,
+    /// A matrix product split by rows over 1 to 16 threads: parallel speedup per model.
+    Parallel,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 4] = [
+    pub const ALL: [Experiment; 6] = [
         Experiment::Switch,
         Experiment::Spawn,
         Experiment::Pingpong,
         Experiment::Memory,
+        Experiment::Skynet,
+        Experiment::Parallel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +48,8 @@ impl Experiment {
             Experiment::Spawn => "spawn",
             Experiment::Pingpong => "pingpong",
             Experiment::Memory => "memory",
+            Experiment::Skynet => "skynet",
+            Experiment::Parallel => "parallel",
         }
     }
 
@@ -63,7 +73,55 @@ impl Experiment {
                  them. Green stacks are reserved, not committed, so a parked thread costs \
                  about one touched page."
             }
+            Experiment::Skynet => {
+                "Skynet: every thread spawns ten children down to N leaves and sums their \
+                 results through join (1,111,111 threads for a million leaves): spawn, join \
+                 and scheduling of short-lived threads at scale, against tokio's tasks doing \
+                 the same. spindle's green threads run on 16 KiB stacks here; one-to-one \
+                 runs only when asked, on at most 10,000 leaves."
+            }
+            Experiment::Parallel => {
+                "An N x N f64 matrix product split by rows over T threads: many-to-one runs \
+                 every block on its one kernel thread and cannot speed up, while many-to-many, \
+                 one-to-one and std threads spread the blocks over the cores."
+            }
         }
+    }
+
+    /// The subjects the experiment measures when none is named.
+    pub fn subjects(self) -> &'static [Subject] {
+        use Subject::*;
+        match self {
+            Experiment::Switch => &[Corosensei, ManyToOne, OneToOne, Std],
+            Experiment::Spawn | Experiment::Pingpong => &[ManyToOne, OneToOne, Std],
+            Experiment::Memory => &[ManyToOne, OneToOne],
+            Experiment::Skynet => &[ManyToOne, ManyToMany, TokioCurrentThread, TokioMultiThread],
+            Experiment::Parallel => &[ManyToOne, ManyToMany, OneToOne, Std],
+        }
+    }
+
+    /// The subjects the experiment measures only when one is named with `--model`.
+    pub fn subjects_on_request(self) -> &'static [Subject] {
+        match self {
+            // Kernel threads cannot run a million-leaf tree; skynet runs them on a smaller
+            // one, and only when asked.
+            Experiment::Skynet => &[Subject::OneToOne],
+            _ => &[],
+        }
+    }
+
+    /// Whether the experiment can measure `subject` when it is named with `--model`.
+    fn measures(self, subject: Subject) -> bool {
+        self.subjects().contains(&subject) || self.subjects_on_request().contains(&subject)
+    }
+
+    /// Whether the report adds ratios against many-to-one to the figures; the experiments
+    /// that make their own ratios (or have none that mean anything) say no.
+    pub fn ratios_in_report(self) -> bool {
+        matches!(
+            self,
+            Experiment::Switch | Experiment::Spawn | Experiment::Pingpong
+        )
     }
 
     /// The default size: operations (or threads) per measurement.
@@ -77,24 +135,50 @@ impl Experiment {
             (Experiment::Pingpong, true) => 10_000,
             (Experiment::Memory, false) => 1_000_000,
             (Experiment::Memory, true) => 20_000,
+            (Experiment::Skynet, false) => 1_000_000,
+            (Experiment::Skynet, true) => 10_000,
+            (Experiment::Parallel, false) => 1000,
+            (Experiment::Parallel, true) => 200,
         }
     }
 
-    /// Runs the experiment for `subjects` (all that apply when `None`).
-    pub fn run(self, subject: Option<Subject>, n: u64) -> io::Result<Vec<Figure>> {
+    /// Runs the experiment for `subject` (its usual subjects when `None`) at size `n`;
+    /// `quick` also shortens what `n` does not set (runs, thread counts).
+    pub fn run(self, subject: Option<Subject>, n: u64, quick: bool) -> io::Result<Vec<Figure>> {
         let subjects: Vec<Subject> = match subject {
-            Some(s) => vec![s],
-            None => Subject::ALL.to_vec(),
+            Some(s) if self.measures(s) => vec![s],
+            Some(s) => {
+                let known: Vec<&str> = self
+                    .subjects()
+                    .iter()
+                    .chain(self.subjects_on_request())
+                    .map(|s| s.name())
+                    .collect();
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the {} experiment does not measure {}; it measures: {}",
+                        self.name(),
+                        s.name(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            None => self.subjects().to_vec(),
+        };
+        // The experiments that compare their subjects (ratios, speedups) take them all at
+        // once; the others measure one subject at a time.
+        let run_subject: fn(Subject, u64) -> io::Result<Vec<Figure>> = match self {
+            Experiment::Switch => switch::run,
+            Experiment::Spawn => spawn::run,
+            Experiment::Pingpong => pingpong::run,
+            Experiment::Memory => memory::run,
+            Experiment::Skynet => return skynet::run(&subjects, n, quick),
+            Experiment::Parallel => return parallel::run(&subjects, n, quick),
         };
         let mut figures = Vec::new();
         for s in subjects {
-            let found = match self {
-                Experiment::Switch => switch::run(s, n)?,
-                Experiment::Spawn => spawn::run(s, n)?,
-                Experiment::Pingpong => pingpong::run(s, n)?,
-                Experiment::Memory => memory::run(s, n)?,
-            };
-            figures.extend(found);
+            figures.extend(run_subject(s, n)?);
         }
         Ok(figures)
     }
@@ -111,38 +195,50 @@ pub enum Subject {
     Std,
     /// A bare corosensei coroutine: the floor for a user-space switch.
     Corosensei,
+    /// spindle, many-to-many model (the worker count is the experiment's choice).
+    ManyToMany,
+    /// tokio's current-thread runtime: async tasks on one kernel thread.
+    TokioCurrentThread,
+    /// tokio's multi-thread runtime: async tasks on a pool of workers.
+    TokioMultiThread,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 4] = [
-        Subject::Corosensei,
-        Subject::ManyToOne,
-        Subject::OneToOne,
-        Subject::Std,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Subject::ManyToOne => "spindle many-to-one",
             Subject::OneToOne => "spindle one-to-one",
             Subject::Std => "std threads",
             Subject::Corosensei => "bare corosensei",
+            Subject::ManyToMany => "spindle many-to-many",
+            Subject::TokioCurrentThread => "tokio current-thread",
+            Subject::TokioMultiThread => "tokio multi-thread",
         }
     }
 
-    /// The spindle runtime for this subject, if it is one.
+    /// The spindle runtime for this subject, if it is one (many-to-many: one worker per
+    /// core).
     pub fn runtime(self, stack_size: Option<usize>) -> io::Result<Option<spindle::Runtime>> {
         let model = match self {
             Subject::ManyToOne => spindle::Model::ManyToOne,
             Subject::OneToOne => spindle::Model::OneToOne,
+            Subject::ManyToMany => spindle::Model::many_to_many_per_core(),
             _ => return Ok(None),
         };
-        let mut b = spindle::Runtime::builder().model(model);
-        if let Some(s) = stack_size {
-            b = b.stack_size(s);
-        }
-        b.build().map(Some)
+        build_runtime(model, stack_size).map(Some)
     }
+}
+
+/// Builds a spindle runtime for `model`, with green stacks of `stack_size` bytes if given.
+pub fn build_runtime(
+    model: spindle::Model,
+    stack_size: Option<usize>,
+) -> io::Result<spindle::Runtime> {
+    let mut b = spindle::Runtime::builder().model(model);
+    if let Some(s) = stack_size {
+        b = b.stack_size(s);
+    }
+    b.build()
 }
 
 /// Nanoseconds per operation: the median of `runs` timed runs of `ops` operations each.
@@ -176,7 +272,7 @@ pub fn run_one(
             "--n must be at least 1",
         ));
     }
-    let figures = e.run(subject, n)?;
+    let figures = e.run(subject, n, false)?;
     if json {
         println!(
             "{}",

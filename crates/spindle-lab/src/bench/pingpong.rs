@@ -31,7 +31,10 @@ fn spindle_round_trips(ops: u64) -> std::time::Duration {
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
-        Subject::Corosensei => return Ok(Vec::new()),
+        Subject::Corosensei
+        | Subject::ManyToMany
+        | Subject::TokioCurrentThread
+        | Subject::TokioMultiThread => return Ok(Vec::new()),
         Subject::ManyToOne | Subject::OneToOne => {
             let ops = if subject == Subject::ManyToOne {
                 n

@@ -10,7 +10,10 @@ const RUNS: usize = 5;
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
-        Subject::Corosensei => return Ok(Vec::new()),
+        Subject::Corosensei
+        | Subject::ManyToMany
+        | Subject::TokioCurrentThread
+        | Subject::TokioMultiThread => return Ok(Vec::new()),
         Subject::ManyToOne | Subject::OneToOne => {
             let ops = if subject == Subject::ManyToOne {
                 n
