@@ -30,9 +30,18 @@ use crate::task::ThreadInner;
 /// How often (in switches) a busy worker looks at its timers.
 const TIMER_CHECK_INTERVAL: u32 = 64;
 
-/// How often (in switches) a many-to-many worker reverses its queue priorities for one
-/// pick (injector, run queue, oldest fresh thread first), so that no queue starves.
+/// How often (in picks) a worker reverses its queue priorities for one pick (injector,
+/// then yielded threads first), so that no queue starves.
 const FAIRNESS_INTERVAL: u32 = 61;
+
+/// How often (in picks) a worker runs its *oldest* unstarted thread instead of the newest,
+/// so that an old spawn cannot wait forever behind newer ones. Rarer than the other
+/// fairness pick on purpose: each such pick starts a new subtree of a spawn tree, and
+/// subtrees running side by side each hold their stacks (every 61 picks made skynet in
+/// many-to-one three times slower, all of it in stacks given back to the system and
+/// faulted in again; sched/README.md). An unstarted thread waits at most this many picks
+/// per older unstarted thread of its worker.
+const OLDEST_FRESH_INTERVAL: u32 = 4093;
 
 /// The reason joiners of threads cancelled by a runtime drop are given.
 const SHUTDOWN_CANCEL_REASON: &str = "spindle: green thread cancelled: its runtime was dropped";
@@ -408,12 +417,13 @@ impl Worker {
     #[inline]
     fn next_local(&self, tick: u32) -> Option<Arc<ThreadInner>> {
         if tick % FAIRNESS_INTERVAL == 0 {
-            let found = self
-                .yielded()
-                .pop_front()
-                .or_else(|| self.fresh_local().pop_front());
-            if found.is_some() {
-                return found;
+            if let Some(t) = self.yielded().pop_front() {
+                return Some(t);
+            }
+        }
+        if tick % OLDEST_FRESH_INTERVAL == 0 {
+            if let Some(t) = self.fresh_local().pop_front() {
+                return Some(t);
             }
         }
         self.runq()
@@ -430,14 +440,17 @@ impl Worker {
         tick: u32,
     ) -> Option<Arc<ThreadInner>> {
         if tick % FAIRNESS_INTERVAL == 0 {
-            let oldest_fresh = || retry(|| self.pool.stealers[self.index].steal());
             let found = self
                 .pool
                 .steal_one_injected()
-                .or_else(|| self.yielded().pop_front())
-                .or_else(oldest_fresh);
+                .or_else(|| self.yielded().pop_front());
             if found.is_some() {
                 return found;
+            }
+        }
+        if tick % OLDEST_FRESH_INTERVAL == 0 {
+            if let Some(t) = retry(|| self.pool.stealers[self.index].steal()) {
+                return Some(t);
             }
         }
         self.runq()
