@@ -248,9 +248,9 @@ impl Runtime {
             }
             kind => {
                 let name = Some("main".to_string());
-                // SAFETY: we wait for the root thread below before returning, and
-                // the wait cannot unwind early: a green caller cancelled at shutdown aborts in
-                // `context::suspend` instead of unwinding past an unfinished root.
+                // SAFETY: we wait for the root thread below before returning, and the wait
+                // cannot unwind early: a green caller unwound from its park by its own
+                // runtime's drop aborts in the `AbortIfUnwound` guard instead.
                 let spawned = unsafe {
                     match kind {
                         Kind::Green(g) => pool::spawn(&g.pool, name, None, None, f),
@@ -260,7 +260,13 @@ impl Runtime {
                     }
                 };
                 let handle = spawned.unwrap_or_else(|e| panic!("block_on: {e}"));
-                match handle.join() {
+                let guard = context::AbortIfUnwound {
+                    what: "a block_on waiting for its root thread",
+                    still_borrowed: handle.still_running_check(),
+                };
+                let joined = handle.join();
+                std::mem::forget(guard);
+                match joined {
                     Ok(v) => v,
                     Err(payload) => std::panic::resume_unwind(payload),
                 }

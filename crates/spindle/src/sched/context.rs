@@ -145,6 +145,35 @@ thread_local! {
     static CANCELLING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Aborts the process with a message if dropped while `still_borrowed` says threads still
+/// use the data of the wait it guards, that is, if that wait unwinds instead of finishing
+/// (`std::mem::forget` the guard once the wait is done).
+///
+/// A green thread parked in a wait for threads that borrow its stack (a scope, a
+/// `block_on` from a green thread) is unwound from that park when its runtime is dropped.
+/// Shutdown cancels youngest first across the runtime, so the threads it waits for are
+/// gone by then if they belong to the same runtime; a `block_on` root on *another* runtime
+/// may still run, and letting the unwind free the data it borrows would be a use after
+/// free. Aborting is the sound way out.
+pub(crate) struct AbortIfUnwound<F: Fn() -> bool> {
+    pub(crate) what: &'static str,
+    pub(crate) still_borrowed: F,
+}
+
+impl<F: Fn() -> bool> Drop for AbortIfUnwound<F> {
+    fn drop(&mut self) {
+        if !(self.still_borrowed)() {
+            return;
+        }
+        eprintln!(
+            "spindle: {} was unwound (its runtime was dropped) while threads that borrow its \
+             data still run; aborting rather than free that data under them.",
+            self.what
+        );
+        std::process::abort();
+    }
+}
+
 /// Marks that the worker on this kernel thread is unwinding a green thread at shutdown.
 pub(crate) fn set_cancelling(on: bool) {
     CANCELLING.with(|c| c.set(on));

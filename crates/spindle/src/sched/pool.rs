@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer};
 
@@ -59,6 +59,59 @@ pub(crate) struct PoolShared {
     running: AtomicUsize,
     /// Time slices and stall events (`sched/monitor.rs`).
     pub(crate) monitor: Monitor,
+    /// The runtime-wide order of cancellation at shutdown.
+    pub(crate) cancel_order: CancelOrder,
+}
+
+/// Shutdown cancels started threads youngest first across the whole runtime, not just per
+/// worker: a thread waiting for threads that borrow its stack (a scope's owner) is older
+/// than all of them, and must not be unwound while one of them, maybe on another worker,
+/// is alive (sched/README.md, "Runtime shutdown").
+///
+/// Each worker publishes the start sequence of its youngest started thread left (`None`
+/// once it has none; `u64::MAX` until it has looked) and cancels a thread only when no
+/// other worker has published a younger one. Published values only go down, so a worker
+/// may cache the others' maximum and skip the lock while its own threads are younger.
+pub(crate) struct CancelOrder {
+    youngest: Mutex<Vec<Option<u64>>>,
+    changed: Condvar,
+}
+
+impl CancelOrder {
+    fn new(workers: usize) -> CancelOrder {
+        CancelOrder {
+            youngest: Mutex::new(vec![Some(u64::MAX); workers]),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Worker `me` wants to cancel its thread of start sequence `seq`: publishes it and
+    /// waits until no other worker has a younger one. Returns the others' youngest at that
+    /// point, an upper bound the caller may cache.
+    pub(crate) fn wait_turn(&self, me: usize, seq: u64) -> Option<u64> {
+        let mut v = self.youngest.lock().unwrap_or_else(|e| e.into_inner());
+        v[me] = Some(seq);
+        self.changed.notify_all();
+        loop {
+            let others = v
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != me)
+                .filter_map(|(_, s)| *s)
+                .max();
+            if others.is_none_or(|o| o <= seq) {
+                return others;
+            }
+            v = self.changed.wait(v).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Worker `me` has no started thread left (or never started).
+    pub(crate) fn done(&self, me: usize) {
+        let mut v = self.youngest.lock().unwrap_or_else(|e| e.into_inner());
+        v[me] = None;
+        self.changed.notify_all();
+    }
 }
 
 impl PoolShared {
@@ -165,6 +218,7 @@ impl GreenRuntime {
             shutdown: AtomicBool::new(false),
             running: AtomicUsize::new(n),
             monitor: Monitor::new(config.monitor),
+            cancel_order: CancelOrder::new(n),
         });
         let mut runtime = GreenRuntime {
             pool: pool.clone(),
@@ -192,6 +246,9 @@ impl GreenRuntime {
                     // Workers already started are shut down by `runtime`'s drop; the ones
                     // that never started must not be waited for.
                     let missing = n - index;
+                    for never_started in index..n {
+                        pool.cancel_order.done(never_started);
+                    }
                     pool.running.fetch_sub(missing - 1, AcqRel);
                     drop(pool.worker_exited());
                     return Err(io::Error::new(
@@ -284,6 +341,16 @@ where
         locals: crate::task::local::LocalMap::new(),
     });
     let g = inner.green();
+    if let Some(parent) = context::current_green() {
+        // A child starts after its parent in the shutdown order (`CancelOrder`): its start
+        // sequence is at least the parent's plus one, whichever worker starts it.
+        // SAFETY: `parent` is the green thread running here, reading its own field; the new
+        // record is not shared yet.
+        unsafe {
+            let parent_seq = (*parent.green().local_ptr()).start_seq;
+            (*g.local_ptr()).start_seq = parent_seq + 1;
+        }
+    }
     match local {
         Some(worker) if !pool.steals => {
             // SAFETY: the borrow contract is passed on from our caller.

@@ -363,7 +363,10 @@ impl Worker {
         // SAFETY: the caller guarantees `main`'s borrows outlive the coroutine.
         let co = unsafe { GreenCoroutine::with_stack_unchecked(stack, body) };
         let reg = self.registry();
-        let seq = self.next_start.get();
+        // A Lamport clock along spawn edges: later than anything started here before, and
+        // than the spawner (whose sequence plus one `pool::spawn` left in `start_seq`).
+        // SAFETY: as above.
+        let seq = self.next_start.get().max(unsafe { (*local).start_seq });
         self.next_start.set(seq + 1);
         // SAFETY: as above, exclusive access on the owning thread.
         unsafe {
@@ -702,9 +705,10 @@ impl Worker {
     /// Shutdown: cancel every green thread that has not finished.
     ///
     /// Threads that never started are dropped first (their joiners get `Cancelled`). Then
-    /// started threads are cancelled youngest first (by start order on this worker), so
-    /// that threads spawned inside a `scope` are gone before the thread that waits for them
-    /// is unwound. A started thread that never ran is resumed once to drop its closure on
+    /// started threads are cancelled youngest first across the whole runtime (start
+    /// sequences are a Lamport clock along spawn edges, and `CancelOrder` makes workers
+    /// take turns), so that threads spawned inside a `scope` are gone before the thread
+    /// that waits for them is unwound, whichever worker they run on. A started thread that never ran is resumed once to drop its closure on
     /// its own stack; one that ran is unwound (corosensei's forced unwind), which runs its
     /// destructors. Destructors of cancelled threads must not block: a cancelled thread
     /// that tries to aborts the process with a message (`context::suspend`).
@@ -713,6 +717,8 @@ impl Worker {
         // Queue references of started threads, kept until the end: dropping one while the
         // thread still has its coroutine would free the record under the registry.
         let mut held: Vec<Arc<ThreadInner>> = Vec::new();
+        // An upper bound of the other workers' youngest started thread (`CancelOrder`).
+        let mut others_youngest = Some(u64::MAX);
         loop {
             self.drain_inbox();
             if let Some(fresh) = &self.fresh {
@@ -744,15 +750,17 @@ impl Worker {
                 break;
             }
             // SAFETY: the threads are switched out and we are their worker; one field read.
-            victims
-                .sort_by_key(|t| std::cmp::Reverse(unsafe { (*t.green().local_ptr()).start_seq }));
+            let seq_of = |t: &Arc<ThreadInner>| unsafe { (*t.green().local_ptr()).start_seq };
+            victims.sort_by_key(|t| std::cmp::Reverse(seq_of(t)));
             for task in victims {
                 // SAFETY: as above.
                 if let Body::Coroutine(_) = unsafe { &(*task.green().local_ptr()).body } {
+                    self.wait_cancel_turn(seq_of(&task), &mut others_youngest);
                     self.cancel_started(task);
                 }
             }
         }
+        self.pool.cancel_order.done(self.index);
         {
             let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
             inbox.closed = true;
@@ -764,6 +772,15 @@ impl Worker {
         }
         drop(self.timers().clear());
         drop(held);
+    }
+
+    /// Waits, if need be, until no other worker of the runtime has a started thread younger
+    /// than `seq` (`CancelOrder`); `others` caches what we last learnt of them.
+    fn wait_cancel_turn(&self, seq: u64, others: &mut Option<u64>) {
+        if self.pool.workers.len() == 1 || others.is_none_or(|o| o <= seq) {
+            return;
+        }
+        *others = self.pool.cancel_order.wait_turn(self.index, seq);
     }
 
     /// Whether nothing at all is queued on this worker.

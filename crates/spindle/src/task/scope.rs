@@ -95,9 +95,14 @@ impl Drop for WaitForAll<'_> {
         // Never returns early: a green thread being cancelled at shutdown cannot park, and
         // `context::suspend` aborts the process rather than let this wait unwind while the
         // scoped threads still borrow the stack.
+        let guard = crate::sched::context::AbortIfUnwound {
+            what: "a scope waiting for its threads",
+            still_borrowed: || self.0.running.load(Acquire) != 0,
+        };
         while self.0.running.load(Acquire) != 0 {
             park::park(WaitReason::Scope);
         }
+        std::mem::forget(guard);
     }
 }
 

@@ -126,7 +126,7 @@ impl Builder {
 #[inline]
 pub fn checkpoint() {
     if let Some(w) = context::current_worker() {
-        if w.slice_used_up() && context::current_green().is_some() {
+        if w.slice_used_up() && context::current_green().is_some() && !context::is_cancelling() {
             yield_now();
         }
     }
@@ -165,6 +165,12 @@ impl<T> JoinHandle<T> {
     /// From a green thread this parks only the green thread.
     pub fn join(self) -> std::thread::Result<T> {
         self.packet.wait()
+    }
+
+    /// A check of whether the thread is still running, that outlives the handle.
+    pub(crate) fn still_running_check(&self) -> impl Fn() -> bool {
+        let packet = self.packet.clone();
+        move || !packet.is_done()
     }
 
     /// The thread's handle.
