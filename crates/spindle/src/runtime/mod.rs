@@ -29,7 +29,7 @@
 mod model;
 
 pub use crate::sched::monitor::{
-    StallCause, StallEvent, DEFAULT_STALL_THRESHOLD, DEFAULT_TIME_SLICE,
+    StallCause, StallEvent, DEFAULT_STALL_THRESHOLD, DEFAULT_TIME_SLICE, MAX_STALL_EVENTS,
 };
 pub use model::Model;
 

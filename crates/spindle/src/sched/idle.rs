@@ -87,7 +87,10 @@ mod loom_models {
     //! Run with `RUSTFLAGS="--cfg loom" cargo test --release -p spindle --lib loom_models`.
     //!
     //! Workers are loom threads running the worker loop in miniature: take work if there
-    //! is some, else sleep through `IdleSet::sleep_unless` in loom's `park`. Work is a
+    //! is some, else sleep through `IdleSet::sleep_unless` on a park token. The token is a
+    //! flag under a mutex with a condvar (std's park semantics: one token, an unpark
+    //! before the park is kept), not loom's own `park`: loom cannot deliver an unpark to a
+    //! thread that is blocked on a loom mutex or in a join, which the real `unpark` allows. Work is a
     //! counter standing in for the injector and the fresh queues. If a wakeup were lost, a
     //! worker would park for good with work waiting, and the last item would never be
     //! taken: loom reports that as a deadlock. The last taker sets the shutdown flag and
@@ -95,16 +98,37 @@ mod loom_models {
 
     use super::IdleSet;
     use loom::sync::atomic::{AtomicBool, AtomicUsize};
-    use loom::sync::{Arc, Mutex};
-    use loom::thread::Thread;
+    use loom::sync::{Arc, Condvar, Mutex};
     use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+    /// A worker's park token.
+    #[derive(Default)]
+    struct Token {
+        set: Mutex<bool>,
+        cv: Condvar,
+    }
+
+    impl Token {
+        fn park(&self) {
+            let mut set = self.set.lock().unwrap();
+            while !*set {
+                set = self.cv.wait(set).unwrap();
+            }
+            *set = false;
+        }
+
+        fn unpark(&self) {
+            *self.set.lock().unwrap() = true;
+            self.cv.notify_one();
+        }
+    }
 
     struct Pool {
         idle: IdleSet,
         work: AtomicUsize,
         done: AtomicUsize,
         shutdown: AtomicBool,
-        threads: Mutex<Vec<Option<Thread>>>,
+        tokens: Vec<Token>,
         total: usize,
     }
 
@@ -115,15 +139,13 @@ mod loom_models {
                 work: AtomicUsize::new(0),
                 done: AtomicUsize::new(0),
                 shutdown: AtomicBool::new(false),
-                threads: Mutex::new(vec![None; workers]),
+                tokens: (0..workers).map(|_| Token::default()).collect(),
                 total,
             }
         }
 
         fn unpark(&self, w: usize) {
-            if let Some(t) = &self.threads.lock().unwrap()[w] {
-                t.unpark();
-            }
+            self.tokens[w].unpark();
         }
 
         /// P1-P3.
@@ -146,7 +168,6 @@ mod loom_models {
         }
 
         fn worker(&self, me: usize, publishes: usize) {
-            self.threads.lock().unwrap()[me] = Some(loom::thread::current());
             for _ in 0..publishes {
                 self.publish();
             }
@@ -154,8 +175,7 @@ mod loom_models {
                 if self.try_take() {
                     if self.done.fetch_add(1, AcqRel) + 1 == self.total {
                         self.shutdown.store(true, Release);
-                        let n = self.threads.lock().unwrap().len();
-                        for w in 0..n {
+                        for w in 0..self.tokens.len() {
                             self.unpark(w);
                         }
                     }
@@ -167,7 +187,7 @@ mod loom_models {
                 self.idle.sleep_unless(
                     me,
                     || self.work.load(Relaxed) > 0 || self.shutdown.load(Relaxed),
-                    loom::thread::park,
+                    || self.tokens[me].park(),
                 );
             }
         }

@@ -26,6 +26,7 @@
 //! worker wakes (the worker's `sleeping = false` and the monitor's `idle = true` are each
 //! followed by a SeqCst fence and a load of the other, so one sees the other).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64};
@@ -40,6 +41,9 @@ pub const DEFAULT_TIME_SLICE: Duration = Duration::from_millis(10);
 
 /// Default time after which a worker that has not switched counts as stalled.
 pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(10);
+
+/// How many stall events a runtime keeps (the oldest go first).
+pub const MAX_STALL_EVENTS: usize = 1024;
 
 /// The monitor's settings (from the runtime builder).
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +67,7 @@ impl Default for MonitorConfig {
 pub(crate) struct WorkerWatch {
     /// Resumes so far; written by the worker before each resume.
     pub(crate) switches: AtomicU64,
-    /// Id of the green thread resumed last (0 before the first).
+    /// Id of the green thread being resumed, 0 while the worker runs its own code.
     pub(crate) running: AtomicU64,
     /// The switch count during which the running thread's time slice ran out.
     pub(crate) preempt_at: AtomicU64,
@@ -152,7 +156,7 @@ impl fmt::Display for StallEvent {
 /// The monitor's shared state: its settings, the events it recorded, its idle flag.
 pub(crate) struct Monitor {
     pub(crate) config: MonitorConfig,
-    events: Mutex<Vec<StallEvent>>,
+    events: Mutex<VecDeque<StallEvent>>,
     /// True while the monitor parks because every worker sleeps.
     idle: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
@@ -162,7 +166,7 @@ impl Monitor {
     pub(crate) fn new(config: MonitorConfig) -> Monitor {
         Monitor {
             config,
-            events: Mutex::new(Vec::new()),
+            events: Mutex::new(VecDeque::new()),
             idle: AtomicBool::new(false),
             thread: OnceLock::new(),
         }
@@ -187,9 +191,9 @@ impl Monitor {
         }
     }
 
-    /// The events recorded so far, oldest first.
+    /// The events recorded so far (the last [`MAX_STALL_EVENTS`]), oldest first.
     pub(crate) fn events(&self) -> Vec<StallEvent> {
-        let mut events = lock(&self.events).clone();
+        let mut events: Vec<_> = lock(&self.events).iter().cloned().collect();
         let now = Instant::now();
         for e in events.iter_mut().filter(|e| e.ongoing) {
             e.duration = now.saturating_duration_since(e.started);
@@ -201,19 +205,22 @@ impl Monitor {
     /// thread switched: fills in the name and the exact duration.
     #[cold]
     pub(crate) fn end_stall(&self, worker: usize, switch: u64, name: Option<&str>) {
-        let mut events = lock(&self.events);
-        let Some(e) = events
-            .iter_mut()
-            .rev()
-            .find(|e| e.worker == worker && e.switch == switch)
-        else {
-            return;
+        let ended = {
+            let mut events = lock(&self.events);
+            let Some(e) = events
+                .iter_mut()
+                .rev()
+                .find(|e| e.worker == worker && e.switch == switch)
+            else {
+                return;
+            };
+            e.ongoing = false;
+            e.thread_name = name.map(Into::into);
+            e.duration = e.started.elapsed();
+            e.clone()
         };
-        e.ongoing = false;
-        e.thread_name = name.map(Into::into);
-        e.duration = e.started.elapsed();
         if self.config.report_stalls {
-            eprintln!("spindle: {e}");
+            eprintln!("spindle: {ended}");
         }
     }
 }
@@ -279,10 +286,13 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
 
 fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant, held: Duration) {
     let w = &pool.workers[worker];
-    let id = w.watch.running.load(Relaxed);
+    // Held in its own code (starting up, shutting down): not a green thread's doing.
+    let Some(thread) = ThreadId::from_u64(w.watch.running.load(Relaxed)) else {
+        return;
+    };
     let event = StallEvent {
         worker,
-        thread: ThreadId::from_u64(id),
+        thread: Some(thread),
         thread_name: None,
         duration: held,
         ongoing: true,
@@ -293,7 +303,13 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
     if pool.monitor.config.report_stalls {
         eprintln!("spindle: {event}");
     }
-    lock(&pool.monitor.events).push(event);
+    {
+        let mut events = lock(&pool.monitor.events);
+        if events.len() == MAX_STALL_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
     w.watch.stall_at.store(switch, Relaxed);
     if pool.steals && pool.has_stealable() {
         pool.wake_one();

@@ -503,7 +503,7 @@ impl Worker {
         }
         let deadline = self.timers().next_deadline();
         let sleep = || match deadline {
-            Some(d) => std::thread::park_timeout(d.saturating_duration_since(now)),
+            Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
             None => std::thread::park(),
         };
         // The sleeper's half of the inbox protocol in sched/README.md: announce, re-check,
@@ -598,6 +598,8 @@ impl Worker {
             // SAFETY: null is always allowed.
             unsafe { stack::set_running(std::ptr::null()) };
             context::set_current_green(std::ptr::null());
+            // Back in scheduler code: a stall noticed now is not this thread's.
+            watch.running.store(0, Relaxed);
             if watch.stall_at.load(Relaxed) == switch {
                 self.pool
                     .monitor

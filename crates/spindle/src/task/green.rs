@@ -83,9 +83,12 @@ pub(crate) struct GreenTask {
 // (no reader can exist at that time) and read only through `owner`, which synchronizes with
 // that write through the park word. `local` is only ever accessed through
 // `GreenTask::local_ptr`, whose contract restricts it to the kernel thread of the owning
-// worker; a `Body::Unstarted` closure is `Send`, and a started coroutine never leaves the
-// worker that created it. So sharing the record between kernel threads never shares the
-// cell's contents.
+// worker. An unstarted thread has no owner yet: the spawner writes its `local` before
+// publishing the record, and whichever worker takes it (from a fresh deque, the injector
+// or an inbox, each a synchronizing hand-off) is the only one to touch it from then on; its
+// `Body::Unstarted` closure is `Send`. A started coroutine never leaves the worker that
+// created it. So sharing the record between kernel threads never shares the cell's
+// contents.
 unsafe impl Sync for GreenTask {}
 // SAFETY: as above; moving the record (in practice an `Arc` of it) to another kernel
 // thread does not give that thread access to `local`.
