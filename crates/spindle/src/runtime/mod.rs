@@ -56,6 +56,7 @@ pub struct Builder {
     model: Model,
     stack_size: Option<usize>,
     monitor: MonitorConfig,
+    migrates: bool,
 }
 
 impl Default for Builder {
@@ -64,6 +65,7 @@ impl Default for Builder {
             model: Model::ManyToOne,
             stack_size: None,
             monitor: MonitorConfig::default(),
+            migrates: false,
         }
     }
 }
@@ -113,6 +115,31 @@ impl Builder {
         self
     }
 
+    /// Lets the monitor move started green threads to another kernel thread when their
+    /// worker is stuck (default: no).
+    ///
+    /// When one green thread holds its worker for longer than the stall threshold (a raw
+    /// blocking system call, a long computation), the monitor hands the worker, with every
+    /// ready thread queued on it, to a new kernel thread, as Go does for a processor whose
+    /// thread sits in a system call; the stuck thread rejoins the worker when it switches.
+    /// So no ready thread waits for the stuck one. Without this, only threads that never
+    /// ran escape a stuck worker (other workers steal them). The cost is one atomic
+    /// compare-and-swap per switch, and spawns and wakeups from green threads go through
+    /// the shared queues instead of the worker's local ones.
+    ///
+    /// # Safety
+    ///
+    /// A green thread may continue on a different kernel thread after any switch (yield,
+    /// park, sleep, a blocking spindle call, `checkpoint`). The caller guarantees that no
+    /// green thread of this runtime holds a borrow of std thread-local storage (or anything
+    /// else tied to the kernel thread, such as a std `MutexGuard` or a `!Send` value taken
+    /// from a thread-local) across a switch. Green-thread-local storage
+    /// ([`crate::local!`]) moves with its thread and is the sound alternative.
+    pub unsafe fn migrate_started_threads(mut self, yes: bool) -> Builder {
+        self.migrates = yes;
+        self
+    }
+
     /// Builds the runtime. Fails with `InvalidInput` and a message naming the setting if a
     /// setting is out of range, or with the system's error if a kernel thread cannot start.
     pub fn build(self) -> io::Result<Runtime> {
@@ -134,7 +161,9 @@ impl Builder {
             }
         }
         let kind = match self.model {
-            Model::ManyToOne => Kind::Green(many_to_one::start(green_stack, monitor)?),
+            Model::ManyToOne => {
+                Kind::Green(many_to_one::start(green_stack, monitor, self.migrates)?)
+            }
             Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
             Model::ManyToMany { workers: 0 } => {
                 return Err(io::Error::new(
@@ -151,9 +180,12 @@ impl Builder {
                     ),
                 ))
             }
-            Model::ManyToMany { workers } => {
-                Kind::Green(many_to_many::start(workers, green_stack, monitor)?)
-            }
+            Model::ManyToMany { workers } => Kind::Green(many_to_many::start(
+                workers,
+                green_stack,
+                monitor,
+                self.migrates,
+            )?),
         };
         Ok(Runtime {
             model: self.model,

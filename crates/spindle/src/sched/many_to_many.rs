@@ -19,12 +19,14 @@ pub(crate) fn start(
     workers: usize,
     stack_size: usize,
     monitor: MonitorConfig,
+    migrates: bool,
 ) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
         workers,
         steals: true,
         stack_size,
         monitor,
+        migrates,
         thread_name: "spindle-mn",
     })
 }

@@ -15,12 +15,17 @@ use crate::sched::monitor::MonitorConfig;
 use crate::sched::pool::{GreenRuntime, PoolConfig};
 
 /// Starts a many-to-one runtime whose green threads get `stack_size` by default.
-pub(crate) fn start(stack_size: usize, monitor: MonitorConfig) -> io::Result<GreenRuntime> {
+pub(crate) fn start(
+    stack_size: usize,
+    monitor: MonitorConfig,
+    migrates: bool,
+) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
         workers: 1,
         steals: false,
         stack_size,
         monitor,
+        migrates,
         thread_name: "spindle-m1",
     })
 }

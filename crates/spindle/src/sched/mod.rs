@@ -4,6 +4,7 @@
 //! written down in `README.md` beside this file.
 
 pub(crate) mod context;
+pub(crate) mod hand_off;
 pub(crate) mod idle;
 pub(crate) mod many_to_many;
 pub(crate) mod many_to_one;

@@ -33,6 +33,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::sched::hand_off;
 use crate::sched::pool::PoolShared;
 use crate::task::thread::ThreadId;
 
@@ -276,6 +277,9 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
             if held >= cfg.stall_threshold && st.stalled != s {
                 st.stalled = s;
                 record_stall(&pool, i, s, st.since, held);
+                if pool.migrates {
+                    hand_off::hand_off(&pool, i, s);
+                }
             }
         }
         if all_idle {

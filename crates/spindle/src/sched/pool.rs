@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crossbeam_deque::{Injector, Steal, Stealer};
 
 use crate::sched::context;
+use crate::sched::hand_off::{DriverSlot, WorkerRef};
 use crate::sched::idle::IdleSet;
 use crate::sched::monitor::{self, Monitor, MonitorConfig};
 use crate::sched::worker::{Worker, WorkerShared};
@@ -35,6 +36,9 @@ pub(crate) struct PoolConfig {
     pub(crate) stack_size: usize,
     /// Name prefix of the worker kernel threads.
     pub(crate) thread_name: &'static str,
+    /// Whether started threads may move between kernel threads (hand-off of a stuck
+    /// worker; `sched/hand_off.rs`).
+    pub(crate) migrates: bool,
     /// Time slice and stall reporting.
     pub(crate) monitor: MonitorConfig,
 }
@@ -52,6 +56,10 @@ pub(crate) struct PoolShared {
     /// The workers asleep, for waking one when stealable work appears.
     pub(crate) idle: IdleSet,
     pub(crate) steals: bool,
+    /// The opt-in of `Builder::migrate_started_threads`.
+    pub(crate) migrates: bool,
+    /// Per worker: its driver state and the kernel thread driving it now.
+    pub(crate) drivers: Vec<DriverSlot>,
     pub(crate) default_stack_size: usize,
     /// Set once by the runtime's drop.
     shutdown: AtomicBool,
@@ -194,7 +202,6 @@ pub(crate) fn retry<T>(mut op: impl FnMut() -> Steal<T>) -> Option<T> {
 /// A green-thread runtime: its pool and the worker kernel threads.
 pub(crate) struct GreenRuntime {
     pub(crate) pool: Arc<PoolShared>,
-    threads: Vec<std::thread::JoinHandle<()>>,
     monitor: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -214,6 +221,8 @@ impl GreenRuntime {
             injector_closed: Mutex::new(false),
             idle: IdleSet::new(),
             steals: config.steals,
+            migrates: config.migrates,
+            drivers: (0..n).map(|_| DriverSlot::default()).collect(),
             default_stack_size: config.stack_size,
             shutdown: AtomicBool::new(false),
             running: AtomicUsize::new(n),
@@ -222,7 +231,6 @@ impl GreenRuntime {
         });
         let mut runtime = GreenRuntime {
             pool: pool.clone(),
-            threads: Vec::with_capacity(n),
             monitor: None,
         };
         for (index, fresh) in fresh.iter_mut().enumerate() {
@@ -234,13 +242,23 @@ impl GreenRuntime {
                 format!("{}-{index}", config.thread_name)
             };
             let spawned = std::thread::Builder::new().name(name).spawn(move || {
-                let worker = Worker::new(for_worker, index, fresh);
+                // Crosses kernel threads only inside a `WorkerRef`, whose hand-off protocol
+                // makes that sound (`sched/hand_off.rs`).
+                #[allow(clippy::arc_with_non_send_sync)]
+                let worker = Arc::new(Worker::new(for_worker.clone(), index, fresh));
+                *for_worker.drivers[index]
+                    .worker
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(WorkerRef(worker.clone()));
                 worker.run();
             });
             match spawned {
                 Ok(t) => {
                     pool.workers[index].set_thread(t.thread().clone());
-                    runtime.threads.push(t);
+                    *pool.drivers[index]
+                        .thread
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(t);
                 }
                 Err(e) => {
                     // Workers already started are shut down by `runtime`'s drop; the ones
@@ -277,10 +295,19 @@ impl Drop for GreenRuntime {
         for w in &self.pool.workers {
             w.request_shutdown();
         }
+        // The monitor first: once it has exited, no hand-off can replace a driver.
+        self.pool.monitor.unpark();
+        if let Some(m) = self.monitor.take() {
+            if m.join().is_err() {
+                eprintln!("spindle: the monitor thread panicked");
+            }
+        }
         let own = context::current_worker()
             .filter(|w| w.belongs_to(&self.pool))
             .map(|w| w.index());
-        for (index, t) in self.threads.drain(..).enumerate() {
+        for (index, slot) in self.pool.drivers.iter().enumerate() {
+            let t = slot.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(t) = t else { continue };
             if own == Some(index) {
                 // Dropped from one of this worker's own green threads: it cancels the rest
                 // (this one included) once this thread next switches; joining here would
@@ -288,12 +315,6 @@ impl Drop for GreenRuntime {
                 drop(t);
             } else if t.join().is_err() {
                 eprintln!("spindle: worker thread {index} panicked during shutdown");
-            }
-        }
-        self.pool.monitor.unpark();
-        if let Some(m) = self.monitor.take() {
-            if m.join().is_err() {
-                eprintln!("spindle: the monitor thread panicked");
             }
         }
     }
@@ -329,7 +350,9 @@ where
     let size = stack_size.unwrap_or(pool.default_stack_size);
     let (packet, entry) = ThreadMain::with_packet(f, scope);
     let main = move || entry.run();
-    let local = context::current_worker().filter(|w| w.belongs_to(pool));
+    // With migration on, green code never touches the local queues (`sched/hand_off.rs`):
+    // its spawns take the path of spawns from outside.
+    let local = context::current_worker().filter(|w| w.belongs_to(pool) && !w.migrates);
     let owner = match local {
         Some(w) => w.shared().clone(),
         None => pool.workers[0].clone(),

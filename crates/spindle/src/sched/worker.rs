@@ -13,12 +13,13 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use corosensei::CoroutineResult;
 
 use crate::sched::context;
+use crate::sched::hand_off::{self, DriverWord, Filing};
 use crate::sched::monitor::WorkerWatch;
 use crate::sched::pool::{retry, PoolShared};
 use crate::sched::timers::{TimerAction, Timers};
@@ -63,15 +64,19 @@ pub(crate) struct WorkerShared {
     sleeping: AtomicBool,
     /// Set once by `Runtime` drop: cancel everything and exit.
     shutdown: AtomicBool,
-    /// The worker's kernel thread, for waking it.
-    thread: OnceLock<std::thread::Thread>,
+    /// The kernel thread driving the worker, for waking it (it changes at a hand-off).
+    thread: Mutex<Option<std::thread::Thread>>,
     /// What the monitor watches (`sched/monitor.rs`).
     pub(crate) watch: WorkerWatch,
+    /// Who may touch the driver state, with migration on (`sched/hand_off.rs`).
+    pub(crate) driver: DriverWord,
 }
 
 #[derive(Default)]
 struct Inbox {
     tasks: Vec<Arc<ThreadInner>>,
+    /// Threads an old driver gives back after a hand-off, with how they came back.
+    handed: Vec<(Arc<ThreadInner>, Filing)>,
     closed: bool,
 }
 
@@ -82,8 +87,9 @@ impl WorkerShared {
             inbox_hint: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
-            thread: OnceLock::new(),
+            thread: Mutex::new(None),
             watch: WorkerWatch::new(),
+            driver: DriverWord::new(),
         }
     }
 
@@ -96,7 +102,9 @@ impl WorkerShared {
     /// the worker's own kernel thread, through the inbox otherwise.
     pub(crate) fn schedule(&self, task: Arc<ThreadInner>) {
         if let Some(w) = context::current_worker() {
-            if w.drives(self) {
+            // With migration on, green code never touches the local queues: the worker
+            // may have been handed to another kernel thread under it.
+            if w.drives(self) && !w.migrates {
                 w.push_back(task);
                 return;
             }
@@ -122,6 +130,24 @@ impl WorkerShared {
         Ok(())
     }
 
+    /// Gives back a thread after a hand-off (`sched/hand_off.rs`). Fails, giving the task
+    /// back, once the worker has shut down.
+    pub(crate) fn push_handed(
+        &self,
+        task: Arc<ThreadInner>,
+        filing: Filing,
+    ) -> Result<(), Arc<ThreadInner>> {
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if inbox.closed {
+                return Err(task);
+            }
+            inbox.handed.push((task, filing));
+        }
+        self.notify();
+        Ok(())
+    }
+
     /// The waker's half of the idle-sleep protocol (sched/README.md): publish the hint,
     /// then wake the worker if it may be asleep.
     fn notify(&self) {
@@ -133,7 +159,7 @@ impl WorkerShared {
 
     /// Wakes the worker's kernel thread (a spurious wakeup if it is not asleep).
     pub(crate) fn unpark(&self) {
-        if let Some(t) = self.thread.get() {
+        if let Some(t) = &*self.thread.lock().unwrap_or_else(|e| e.into_inner()) {
             t.unpark();
         }
     }
@@ -145,7 +171,7 @@ impl WorkerShared {
     }
 
     pub(crate) fn set_thread(&self, t: std::thread::Thread) {
-        let _ = self.thread.set(t);
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
     }
 }
 
@@ -176,6 +202,13 @@ pub(crate) struct Worker {
     steal_rotor: std::cell::Cell<usize>,
     /// Resumes so far (mirrored into `shared.watch.switches` for the monitor).
     switches: std::cell::Cell<u64>,
+    /// Whether started threads may move to another kernel thread (the opt-in).
+    pub(crate) migrates: bool,
+    /// The thread being resumed (migration: the one an old driver keeps at a hand-off).
+    resuming: std::cell::Cell<*const ThreadInner>,
+    /// Threads still running on a kernel thread that lost this worker at a hand-off; their
+    /// coroutine is in use, so shutdown must not touch them.
+    away: UnsafeCell<Vec<*const ThreadInner>>,
 }
 
 impl Worker {
@@ -186,6 +219,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             shared: pool.workers[index].clone(),
+            migrates: pool.migrates,
             pool,
             index,
             fresh,
@@ -198,6 +232,8 @@ impl Worker {
             next_start: std::cell::Cell::new(0),
             steal_rotor: std::cell::Cell::new(index),
             switches: std::cell::Cell::new(0),
+            resuming: std::cell::Cell::new(std::ptr::null()),
+            away: UnsafeCell::new(Vec::new()),
         }
     }
 
@@ -224,7 +260,10 @@ impl Worker {
     /// so by setting `preempt_at` to the current switch count).
     #[inline]
     pub(crate) fn slice_used_up(&self) -> bool {
-        self.shared.watch.preempt_at.load(Relaxed) == self.switches.get()
+        // The atomics, not `switches`: with migration on, the worker may be driven by
+        // another kernel thread while this green thread still runs here.
+        let watch = &self.shared.watch;
+        watch.preempt_at.load(Relaxed) == watch.switches.load(Relaxed)
     }
 
     // The accessors below hand out short-lived `&mut` to worker-owned fields. All of them
@@ -237,6 +276,12 @@ impl Worker {
     fn runq(&self) -> &mut VecDeque<Arc<ThreadInner>> {
         // SAFETY: see the comment above the accessors.
         unsafe { &mut *self.runq.get() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn away(&self) -> &mut Vec<*const ThreadInner> {
+        // SAFETY: see the comment above the accessors.
+        unsafe { &mut *self.away.get() }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -379,12 +424,48 @@ impl Worker {
 
     /// Drives green threads until shutdown, then cancels the remaining ones.
     pub(crate) fn run(&self) {
+        self.drive();
+    }
+
+    /// Drives a worker just handed over from a kernel thread stuck in a resume
+    /// (`sched/hand_off.rs`): the thread that one still runs is away until it comes back.
+    pub(crate) fn drive_handed_off(&self) {
+        let stuck = self.resuming.replace(std::ptr::null());
+        if !stuck.is_null() {
+            self.away().push(stuck);
+        }
+        self.drive();
+    }
+
+    /// Makes this kernel thread the worker's driver and runs the scheduler loop until
+    /// shutdown (then cancels what is left) or until the worker is handed to another
+    /// kernel thread.
+    fn drive(&self) {
         context::set_current_worker(self);
         stack::prepare_thread_for_green_stacks();
+        self.shared.set_thread(std::thread::current());
         self.shared
             .watch
             .tid
             .store(rustix::thread::gettid().as_raw_nonzero().get(), Relaxed);
+        if self.schedule_until_shutdown() {
+            self.cancel_all();
+            // The last worker out closes the injector; threads left in it never started.
+            for task in self.pool.worker_exited() {
+                drop(self.drop_if_unstarted(task));
+            }
+            self.pool.drivers[self.index]
+                .worker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        }
+        context::set_current_worker(std::ptr::null());
+    }
+
+    /// The scheduler loop. Returns true at shutdown, false if the worker was handed to
+    /// another kernel thread (migration), in which case this one must not touch it again.
+    fn schedule_until_shutdown(&self) -> bool {
         let mut tick: u32 = 0;
         loop {
             if self.shared.inbox_hint.load(Relaxed) {
@@ -404,16 +485,15 @@ impl Worker {
                 Some(fresh) => self.next_stealing(fresh, tick),
             };
             match next {
-                Some(task) => self.run_task(task),
+                Some(task) => {
+                    if !self.run_task(task) {
+                        return false;
+                    }
+                }
                 None => self.idle(),
             }
         }
-        self.cancel_all();
-        // The last worker out closes the injector; threads left in it never started.
-        for task in self.pool.worker_exited() {
-            drop(self.drop_if_unstarted(task));
-        }
-        context::set_current_worker(std::ptr::null());
+        true
     }
 
     /// The next thread of a many-to-one worker, in the order of `sched/README.md`.
@@ -480,11 +560,25 @@ impl Worker {
 
     fn drain_inbox(&self) {
         self.shared.inbox_hint.store(false, SeqCst);
-        let tasks = {
+        let (tasks, handed) = {
             let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut inbox.tasks)
+            (
+                std::mem::take(&mut inbox.tasks),
+                std::mem::take(&mut inbox.handed),
+            )
         };
         self.runq().extend(tasks);
+        for (task, filing) in handed {
+            // Back from a kernel thread that lost this worker: file it as that thread
+            // would have (`sched/hand_off.rs`, step 2).
+            let away = self.away();
+            if let Some(pos) = away.iter().position(|&t| std::ptr::eq(t, &*task)) {
+                away.swap_remove(pos);
+            }
+            if let Some(again) = self.file(task, filing) {
+                self.push_back(again);
+            }
+        }
     }
 
     /// Nothing is runnable: fire due timers, steal (many-to-many), or sleep until the
@@ -557,13 +651,14 @@ impl Worker {
         });
     }
 
-    /// Runs `task` until it suspends or returns, and files it accordingly.
+    /// Runs `task` until it suspends or returns, and files it accordingly. Returns false if
+    /// the worker was handed to another kernel thread meanwhile (migration).
     ///
     /// Inlined into the loop on purpose: a function return right after the switch back
     /// from a coroutine is mispredicted (the return-stack buffer holds the coroutine's
     /// frames), which costs as much as the switch itself on some CPUs.
     #[inline(always)]
-    fn run_task(&self, task: Arc<ThreadInner>) {
+    fn run_task(&self, task: Arc<ThreadInner>) -> bool {
         let g = task.green();
         let local = g.local_ptr();
         // All derefs of `local` in this function: we are the owning worker's scheduler;
@@ -572,16 +667,17 @@ impl Worker {
         // SAFETY: see above.
         if let Body::Unstarted(_) = unsafe { &(*local).body } {
             if !self.start_unstarted(&task) {
-                return;
+                return true;
             }
         }
         // SAFETY: see above.
         let co: *mut GreenCoroutine = match unsafe { &mut (*local).body } {
             Body::Coroutine(co) => co,
             // Cancelled while queued (shutdown): nothing left to run.
-            Body::Finished => return,
+            Body::Finished => return true,
             Body::Unstarted(_) => unreachable!(),
         };
+        let mut task = task;
         loop {
             // For the monitor (sched/monitor.rs): plain stores to our own cache line.
             let switch = self.switches.get() + 1;
@@ -589,6 +685,10 @@ impl Worker {
             let watch = &self.shared.watch;
             watch.switches.store(switch, Relaxed);
             watch.running.store(task.id.as_u64().get(), Relaxed);
+            if self.migrates {
+                self.resuming.set(Arc::as_ptr(&task));
+                self.shared.driver.entering(switch);
+            }
             context::set_current_green(Arc::as_ptr(&task));
             // SAFETY: `overflow` and the name it points to live in the task record, which
             // `task` keeps alive and unmodified until the reset to null below.
@@ -605,46 +705,70 @@ impl Worker {
                     .monitor
                     .end_stall(self.index, switch, task.name.as_deref());
             }
-            match result {
-                CoroutineResult::Yield(Suspend::Yield) => {
-                    self.yielded().push_back(task);
-                    return;
+            if self.migrates {
+                if !self.shared.driver.left(switch) {
+                    // The monitor handed this worker to another kernel thread while the
+                    // thread ran here: give the thread back to it and touch nothing more.
+                    hand_off::give_back(self, task, result);
+                    return false;
                 }
-                CoroutineResult::Yield(Suspend::Park) => {
-                    // SAFETY: see above; the thread is switched out.
-                    unsafe { (*local).park_seq += 1 };
-                    if g.state.commit_park() {
-                        // The parked state owns this count now (sched/README.md, step 2).
-                        let _ = Arc::into_raw(task);
-                        return;
-                    }
-                }
-                CoroutineResult::Yield(Suspend::ParkUntil(deadline)) => {
-                    // SAFETY: see above; the thread is switched out.
-                    let seq = unsafe {
-                        (*local).park_seq += 1;
-                        (*local).park_seq
-                    };
-                    if g.state.commit_park() {
-                        let action = TimerAction::ExpirePark { seq };
-                        if self.timers().wants_compaction() {
-                            self.compact_timers();
-                        }
-                        self.timers().arm(deadline, task.clone(), action);
-                        let _ = Arc::into_raw(task);
-                        return;
-                    }
-                }
-                CoroutineResult::Yield(Suspend::SleepUntil(deadline)) => {
-                    self.timers().arm(deadline, task, TimerAction::WakeSleeper);
-                    return;
-                }
-                CoroutineResult::Return(()) => {
-                    self.retire(&task);
-                    return;
-                }
+                self.resuming.set(std::ptr::null());
             }
-            // A token arrived before the park committed: run the thread again at once.
+            match self.file(task, result) {
+                None => return true,
+                // A token arrived before the park committed: run the thread again at once.
+                Some(again) => task = again,
+            }
+        }
+    }
+
+    /// Files a green thread that came back from a resume according to how it came back:
+    /// queue, park, timer, or retire. Returns it if it must run again at once (a token
+    /// arrived before its park committed).
+    #[inline(always)]
+    fn file(&self, task: Arc<ThreadInner>, result: Filing) -> Option<Arc<ThreadInner>> {
+        let g = task.green();
+        let local = g.local_ptr();
+        match result {
+            CoroutineResult::Yield(Suspend::Yield) => {
+                self.yielded().push_back(task);
+                None
+            }
+            CoroutineResult::Yield(Suspend::Park) => {
+                // SAFETY: we drive its worker and the thread is switched out.
+                unsafe { (*local).park_seq += 1 };
+                if g.state.commit_park() {
+                    // The parked state owns this count now (sched/README.md, step 2).
+                    let _ = Arc::into_raw(task);
+                    return None;
+                }
+                Some(task)
+            }
+            CoroutineResult::Yield(Suspend::ParkUntil(deadline)) => {
+                // SAFETY: as above.
+                let seq = unsafe {
+                    (*local).park_seq += 1;
+                    (*local).park_seq
+                };
+                if g.state.commit_park() {
+                    let action = TimerAction::ExpirePark { seq };
+                    if self.timers().wants_compaction() {
+                        self.compact_timers();
+                    }
+                    self.timers().arm(deadline, task.clone(), action);
+                    let _ = Arc::into_raw(task);
+                    return None;
+                }
+                Some(task)
+            }
+            CoroutineResult::Yield(Suspend::SleepUntil(deadline)) => {
+                self.timers().arm(deadline, task, TimerAction::WakeSleeper);
+                None
+            }
+            CoroutineResult::Return(()) => {
+                self.retire(&task);
+                None
+            }
         }
     }
 
@@ -736,9 +860,13 @@ impl Worker {
             }
             // Every registry entry is alive: its queue reference is in `held`, leaked into
             // its park word, or in a timer. Take a count of each for the duration.
+            // Threads away on a kernel thread that lost this worker are running: leave them
+            // (sched/README.md, "Migration", step 4).
+            let away = self.away().clone();
             let mut victims: Vec<Arc<ThreadInner>> = self
                 .registry()
                 .iter()
+                .filter(|&&t| !away.contains(&t))
                 .map(|&t| {
                     // SAFETY: registry entries are live records (see above); incrementing
                     // and rebuilding an `Arc` from the same pointer takes one more count.
