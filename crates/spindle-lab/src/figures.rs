@@ -21,6 +21,9 @@ pub struct Figure {
     /// JSON shows as `null`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// A remark in words that goes with the value (printed under the table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Figure {
@@ -40,6 +43,15 @@ impl Figure {
             unit: unit.into(),
             n,
             skipped: None,
+            note: None,
+        }
+    }
+
+    /// The figure with a remark in words, printed under the table.
+    pub fn with_note(self, note: String) -> Self {
+        Figure {
+            note: Some(note),
+            ..self
         }
     }
 
@@ -58,7 +70,8 @@ impl Figure {
     }
 }
 
-/// Formats figures as an aligned text table (also valid Markdown).
+/// Formats figures as an aligned text table (also valid Markdown), followed by the
+/// figures' notes, if any, as a list.
 pub fn table(figures: &[Figure]) -> String {
     let rows: Vec<[String; 4]> = figures
         .iter()
@@ -105,11 +118,21 @@ pub fn table(figures: &[Figure]) -> String {
     for r in &rows {
         out.push_str(&line(r));
     }
+    let notes: Vec<String> = figures
+        .iter()
+        .filter_map(|f| Some(format!("- {}: {}\n", f.subject, f.note.as_ref()?)))
+        .collect();
+    if !notes.is_empty() {
+        // A blank line ends the Markdown table.
+        out.push('\n');
+        out.push_str(&notes.concat());
+    }
     out
 }
 
 fn format_value(v: f64) -> String {
-    if v >= 100.0 {
+    // Counts (and any other whole number) without decimals.
+    if v >= 100.0 || (v.fract() == 0.0 && v.abs() < 1e15) {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")

@@ -42,10 +42,13 @@ enum Command {
         #[arg(value_enum)]
         name: Experiment,
         /// Run only this subject (default: the experiment's usual subjects). skynet measures
-        /// one-to-one only when asked, on a smaller tree, with its baselines at that size.
+        /// one-to-one only when asked, on a smaller tree, with its baselines at that size;
+        /// blocking runs every case of the model (with and without migration, ticker on
+        /// the same or the other worker).
         #[arg(long)]
         model: Option<Subject>,
-        /// Operations (or threads) per measurement; skynet: leaves; parallel: matrix size.
+        /// Operations (or threads) per measurement; skynet: leaves; parallel: matrix size;
+        /// blocking: milliseconds the blocking call lasts.
         #[arg(long)]
         n: Option<u64>,
         /// Print JSON instead of a table.

@@ -152,3 +152,66 @@ fn a_runtime_that_handed_off_keeps_working_and_drops_cleanly() {
     }
     drop(rt);
 }
+
+/// Waits (polling, bounded) until the runtime has handed a worker to a new kernel thread.
+fn wait_for_hand_off(rt: &Runtime) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !rt
+        .stall_events()
+        .iter()
+        .any(|e| e.handed_off_after.is_some())
+    {
+        assert!(std::time::Instant::now() < deadline, "no hand-off happened");
+        std::thread::yield_now();
+    }
+}
+
+/// Writes one byte to `w` from a kernel thread `ms` milliseconds from now.
+fn write_after(w: OwnedFd, ms: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        // SAFETY: writing one byte from a valid buffer to an open pipe.
+        let n = unsafe { libc::write(w.as_raw_fd(), b"w".as_ptr().cast(), 1) };
+        assert_eq!(n, 1);
+    })
+}
+
+/// Dropping the runtime while a thread is still away on the kernel thread that lost its
+/// worker: the drop waits for the call to return, then the thread is cancelled in turn (or
+/// finishes, if the call returned before the drop began), and its joiner hears either
+/// way; a scope whose thread is away is not unwound before it. (The write comes 100 ms
+/// after the hand-off: usually during the drop; either order is a correct run.)
+#[test]
+fn dropping_the_runtime_while_a_thread_is_away() {
+    let rt = migrating(Model::ManyToOne);
+    let (r, w) = pipe();
+    let (r2, w2) = pipe();
+    let plain = rt.spawn(move || {
+        raw_read(&r);
+        spindle::yield_now();
+        42
+    });
+    let scoped = rt.spawn(move || {
+        let data = vec![7u8; 16];
+        spindle::scope(|s| {
+            s.spawn(|| {
+                raw_read(&r2);
+                spindle::yield_now();
+                data.len()
+            });
+        });
+    });
+    wait_for_hand_off(&rt);
+    let writers = [write_after(w, 100), write_after(w2, 150)];
+    drop(rt);
+    for w in writers {
+        w.join().unwrap();
+    }
+    match plain.join() {
+        Ok(v) => assert_eq!(v, 42),
+        Err(e) => assert!(e.downcast_ref::<spindle::thread::Cancelled>().is_some()),
+    }
+    if let Err(e) = scoped.join() {
+        assert!(e.downcast_ref::<spindle::thread::Cancelled>().is_some());
+    }
+}

@@ -1,6 +1,7 @@
 //! The experiments. Each one measures its subjects in the same process, one after the
 //! other, so that their figures can be compared as ratios on a shared, drifting machine.
 
+mod blocking;
 mod memory;
 mod parallel;
 mod pingpong;
@@ -30,16 +31,19 @@ pub enum Experiment {
     Skynet,
     /// A matrix product split by rows over 1 to 16 threads: parallel speedup per model.
     Parallel,
+    /// A green thread blocks in a raw read(2) for N ms: how long a 1 ms ticker stalls.
+    Blocking,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 6] = [
+    pub const ALL: [Experiment; 7] = [
         Experiment::Switch,
         Experiment::Spawn,
         Experiment::Pingpong,
         Experiment::Memory,
         Experiment::Skynet,
         Experiment::Parallel,
+        Experiment::Blocking,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl Experiment {
             Experiment::Memory => "memory",
             Experiment::Skynet => "skynet",
             Experiment::Parallel => "parallel",
+            Experiment::Blocking => "blocking",
         }
     }
 
@@ -85,6 +90,15 @@ impl Experiment {
                  every block on its one kernel thread and cannot speed up, while many-to-many, \
                  one-to-one and std threads spread the blocks over the cores."
             }
+            Experiment::Blocking => {
+                "A green thread blocks for N ms in a raw read(2) on a pipe while a ticker \
+                 thread sleeps 1 ms in a loop: in many-to-one, or on the blocker's own \
+                 many-to-many worker, the ticker stops for the whole call unless migration \
+                 hands the stuck worker to a new kernel thread once the monitor notices the \
+                 stall (threshold 10 ms), while a ticker on the other worker or in one-to-one \
+                 keeps ticking. The notes quote the first stall event each runtime's monitor \
+                 recorded."
+            }
         }
     }
 
@@ -100,6 +114,9 @@ impl Experiment {
             // spindle, while spindle's times do not change with the order.
             Experiment::Skynet => &[TokioCurrentThread, TokioMultiThread, ManyToOne, ManyToMany],
             Experiment::Parallel => &[ManyToOne, ManyToMany, OneToOne, Std],
+            // Each model runs each of its cases: with and without migration, and in
+            // many-to-many with the ticker on the other worker or on the blocker's.
+            Experiment::Blocking => &[ManyToOne, ManyToMany, OneToOne],
         }
     }
 
@@ -127,7 +144,8 @@ impl Experiment {
         )
     }
 
-    /// The default size: operations (or threads) per measurement.
+    /// The default size: operations (or threads) per measurement; blocking: milliseconds
+    /// the blocking call lasts.
     pub fn default_n(self, quick: bool) -> u64 {
         match (self, quick) {
             (Experiment::Switch, false) => 2_000_000,
@@ -142,6 +160,8 @@ impl Experiment {
             (Experiment::Skynet, true) => 10_000,
             (Experiment::Parallel, false) => 1000,
             (Experiment::Parallel, true) => 200,
+            (Experiment::Blocking, false) => 500,
+            (Experiment::Blocking, true) => 100,
         }
     }
 
@@ -178,6 +198,7 @@ impl Experiment {
             Experiment::Memory => memory::run,
             Experiment::Skynet => return skynet::run(&subjects, n, quick),
             Experiment::Parallel => return parallel::run(&subjects, n, quick),
+            Experiment::Blocking => return blocking::run(&subjects, n),
         };
         let mut figures = Vec::new();
         for s in subjects {

@@ -133,7 +133,9 @@ impl Builder {
     /// park, sleep, a blocking spindle call, `checkpoint`). The caller guarantees that no
     /// green thread of this runtime holds a borrow of std thread-local storage (or anything
     /// else tied to the kernel thread, such as a std `MutexGuard` or a `!Send` value taken
-    /// from a thread-local) across a switch. Green-thread-local storage
+    /// from a thread-local) across a switch, and that no green thread switches while it
+    /// unwinds from a panic (a destructor that blocks on a spindle primitive during a
+    /// panic): std counts panics per kernel thread. Green-thread-local storage
     /// ([`crate::local!`]) moves with its thread and is the sound alternative.
     pub unsafe fn migrate_started_threads(mut self, yes: bool) -> Builder {
         self.migrates = yes;

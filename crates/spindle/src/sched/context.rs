@@ -46,8 +46,10 @@ pub(crate) fn set_current_green(p: *const ThreadInner) {
 /// The worker driven by this kernel thread, if it is a worker thread.
 pub(crate) fn current_worker<'a>() -> Option<&'a Worker> {
     let p = CURRENT_WORKER.with(Cell::get);
-    // SAFETY: set by `Worker::run` to a worker that lives on this kernel thread's stack
-    // for as long as the pointer is set (it is cleared before the worker is dropped).
+    // SAFETY: set by `Worker::drive` to a worker whose `Arc` this kernel thread's closure
+    // holds for as long as the pointer is set (it is cleared before that `Arc` is dropped).
+    // Only immutable fields and atomics may be read through it from green code (see the
+    // accessors of `Worker`).
     unsafe { p.as_ref() }
 }
 

@@ -63,7 +63,9 @@ pub(crate) struct WorkerRef(pub(crate) Arc<Worker>);
 
 // SAFETY: see the type's docs: at any moment exactly one kernel thread drives the worker
 // and touches its unsynchronized state; other holders of the `Arc` (the pool's slot, an
-// old driver that lost the worker) read only its immutable fields and atomics.
+// old driver that lost the worker, a new thread told not to drive) read only its immutable
+// fields and atomics. Whichever of them drops the last `Arc` drops the state, after the
+// `Arc`'s own release/acquire on the count, when no driver is left.
 unsafe impl Send for WorkerRef {}
 
 /// Per worker: the `Arc` of its driver state (for the monitor to hand over) and the
@@ -74,9 +76,19 @@ pub(crate) struct DriverSlot {
     pub(crate) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// What came of an attempt to hand a worker over.
+pub(crate) enum HandOff {
+    /// A new kernel thread drives the worker now.
+    Taken,
+    /// The driver had already left that resume (or the worker exited): nothing to do.
+    DriverMovedOn,
+    /// No kernel thread could be started; the worker stays where it is for now.
+    CannotStartThread,
+}
+
 /// Step 3: gives worker `index` of `pool` to a new kernel thread if its driver is still
 /// inside resume number `switch`. Called by the monitor only.
-pub(crate) fn hand_off(pool: &Arc<PoolShared>, index: usize, switch: u64) {
+pub(crate) fn hand_off(pool: &Arc<PoolShared>, index: usize, switch: u64) -> HandOff {
     let Some(worker) = pool.drivers[index]
         .worker
         .lock()
@@ -84,7 +96,7 @@ pub(crate) fn hand_off(pool: &Arc<PoolShared>, index: usize, switch: u64) {
         .as_ref()
         .map(|w| WorkerRef(w.0.clone()))
     else {
-        return; // The worker has exited.
+        return HandOff::DriverMovedOn; // The worker has exited.
     };
     // Start the new driver first, so that once the worker is taken there is one for it.
     let (go_tx, go_rx) = mpsc::channel::<bool>();
@@ -99,27 +111,29 @@ pub(crate) fn hand_off(pool: &Arc<PoolShared>, index: usize, switch: u64) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("spindle: cannot hand worker {index} to a new kernel thread: {e}");
-            return;
+            return HandOff::CannotStartThread;
         }
     };
     let taken = !pool.is_shut_down() && pool.workers[index].driver.take(switch);
     // The receiver lives until the thread has read this, so the send cannot fail.
     let _ = go_tx.send(taken);
-    if taken {
-        pool.workers[index].set_thread(thread.thread().clone());
-        // The old driver's handle is dropped: its kernel thread is left to finish its
-        // call and exit on its own (step 2).
-        *pool.drivers[index]
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(thread);
+    if !taken {
+        return HandOff::DriverMovedOn;
     }
+    pool.workers[index].set_thread(thread.thread().clone());
+    // The old driver's handle is dropped: its kernel thread is left to finish its call and
+    // exit on its own (step 2).
+    *pool.drivers[index]
+        .thread
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(thread);
+    HandOff::Taken
 }
 
 /// What an old driver does with the green thread it holds after losing the worker
 /// (step 2): hands it, with how it came back, to the worker's new driver through the
-/// inbox. If the runtime has shut down meanwhile, the thread is forgotten: its stack and
-/// record leak, its destructors do not run (README, step 4).
+/// inbox. A shutting-down driver waits for every away thread before it closes the inbox
+/// (README, step 4), so the forget below is only a safeguard.
 pub(crate) fn give_back(worker: &Worker, task: Arc<ThreadInner>, filing: Filing) {
     if let Err(task) = worker.shared().push_handed(task, filing) {
         std::mem::forget(task);

@@ -33,7 +33,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::sched::hand_off;
+use crate::sched::hand_off::{self, HandOff};
 use crate::sched::pool::PoolShared;
 use crate::task::thread::ThreadId;
 
@@ -129,6 +129,9 @@ pub struct StallEvent {
     pub ongoing: bool,
     /// What the worker's kernel thread was doing when the stall was noticed.
     pub cause: StallCause,
+    /// With migration on: after how long the worker went on, without this thread, on a
+    /// new kernel thread (then `duration` is how long the *thread* was stuck).
+    pub handed_off_after: Option<Duration>,
     /// When the worker last switched before the stall (to within a monitor tick).
     started: Instant,
     /// The worker's switch count during the stall.
@@ -150,7 +153,15 @@ impl fmt::Display for StallEvent {
             self.worker,
             self.duration.as_secs_f64() * 1e3,
             self.cause
-        )
+        )?;
+        if let Some(after) = self.handed_off_after {
+            write!(
+                f,
+                "; after {:.1} ms the worker went on without it, on a new kernel thread",
+                after.as_secs_f64() * 1e3
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -205,6 +216,19 @@ impl Monitor {
     /// Called by a worker whose running thread was recorded as stalling it, once that
     /// thread switched: fills in the name and the exact duration.
     #[cold]
+    /// The monitor handed worker `worker` to a new kernel thread during the stall of switch
+    /// `switch`, `after` into it.
+    fn note_hand_off(&self, worker: usize, switch: u64, after: Duration) {
+        let mut events = lock(&self.events);
+        if let Some(e) = events
+            .iter_mut()
+            .rev()
+            .find(|e| e.worker == worker && e.switch == switch)
+        {
+            e.handed_off_after = Some(after);
+        }
+    }
+
     pub(crate) fn end_stall(&self, worker: usize, switch: u64, name: Option<&str>) {
         let ended = {
             let mut events = lock(&self.events);
@@ -237,6 +261,7 @@ struct Seen {
     since: Instant,
     preempted: u64,
     stalled: u64,
+    handed: u64,
 }
 
 /// The monitor thread's body: watches `pool`'s workers until the runtime shuts down.
@@ -252,6 +277,7 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
             since: start,
             preempted: u64::MAX,
             stalled: u64::MAX,
+            handed: u64::MAX,
         };
         pool.workers.len()
     ];
@@ -277,8 +303,16 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
             if held >= cfg.stall_threshold && st.stalled != s {
                 st.stalled = s;
                 record_stall(&pool, i, s, st.since, held);
-                if pool.migrates {
-                    hand_off::hand_off(&pool, i, s);
+            }
+            if pool.migrates && held >= cfg.stall_threshold && st.handed != s {
+                match hand_off::hand_off(&pool, i, s) {
+                    HandOff::Taken => {
+                        st.handed = s;
+                        monitor.note_hand_off(i, s, held);
+                    }
+                    HandOff::DriverMovedOn => st.handed = s,
+                    // Tried again at the next tick.
+                    HandOff::CannotStartThread => {}
                 }
             }
         }
@@ -301,6 +335,7 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
         duration: held,
         ongoing: true,
         cause: stall_cause(w.watch.tid.load(Relaxed)),
+        handed_off_after: None,
         started,
         switch,
     };

@@ -267,10 +267,13 @@ impl Worker {
     }
 
     // The accessors below hand out short-lived `&mut` to worker-owned fields. All of them
-    // are called on the worker's kernel thread only (the `Worker` is reachable only
-    // through `context::current_worker` on that thread, and it is `!Sync`), and no caller
-    // keeps the borrow across a call that could reach another accessor of the same field
-    // (in particular never across a coroutine resume).
+    // are called only by the kernel thread that drives the worker, from scheduler code: the
+    // `Worker` is reachable through `context::current_worker` on its driving thread (and,
+    // after a hand-off, on the old one, whose green code only reads immutable fields and
+    // atomics: spawns and wakeups take the shared paths when `migrates`), and ownership
+    // moves between kernel threads only through the hand-off protocol of
+    // `sched/hand_off.rs`. No caller keeps the borrow across a call that could reach
+    // another accessor of the same field (in particular never across a coroutine resume).
 
     #[allow(clippy::mut_from_ref)]
     fn runq(&self) -> &mut VecDeque<Arc<ThreadInner>> {
@@ -698,8 +701,6 @@ impl Worker {
             // SAFETY: null is always allowed.
             unsafe { stack::set_running(std::ptr::null()) };
             context::set_current_green(std::ptr::null());
-            // Back in scheduler code: a stall noticed now is not this thread's.
-            watch.running.store(0, Relaxed);
             if watch.stall_at.load(Relaxed) == switch {
                 self.pool
                     .monitor
@@ -708,12 +709,15 @@ impl Worker {
             if self.migrates {
                 if !self.shared.driver.left(switch) {
                     // The monitor handed this worker to another kernel thread while the
-                    // thread ran here: give the thread back to it and touch nothing more.
+                    // thread ran here: give the thread back to it and touch nothing more
+                    // (not even `watch`, which the new driver now writes).
                     hand_off::give_back(self, task, result);
                     return false;
                 }
                 self.resuming.set(std::ptr::null());
             }
+            // Back in scheduler code: a stall noticed now is not this thread's.
+            watch.running.store(0, Relaxed);
             match self.file(task, result) {
                 None => return true,
                 // A token arrived before the park committed: run the thread again at once.
@@ -839,6 +843,7 @@ impl Worker {
     /// destructors. Destructors of cancelled threads must not block: a cancelled thread
     /// that tries to aborts the process with a message (`context::suspend`).
     fn cancel_all(&self) {
+        self.wait_for_away_threads();
         set_cancel_reason(SHUTDOWN_CANCEL_REASON.into());
         // Queue references of started threads, kept until the end: dropping one while the
         // thread still has its coroutine would free the record under the registry.
@@ -911,6 +916,25 @@ impl Worker {
             return;
         }
         *others = self.pool.cancel_order.wait_turn(self.index, seq);
+    }
+
+    /// Shutdown with migration on: waits until every thread still running on a kernel
+    /// thread that lost this worker has come back through the inbox, so that it is
+    /// cancelled like the others (README, "Migration", step 4). Like a runtime drop without
+    /// migration, this waits for a raw blocking call to return.
+    fn wait_for_away_threads(&self) {
+        loop {
+            self.drain_inbox();
+            if self.away().is_empty() {
+                return;
+            }
+            // The inbox handshake of `idle`: announce, re-check, sleep.
+            self.shared.sleeping.store(true, SeqCst);
+            if !self.shared.inbox_hint.load(SeqCst) {
+                std::thread::park();
+            }
+            self.shared.sleeping.store(false, Relaxed);
+        }
     }
 
     /// Whether nothing at all is queued on this worker.

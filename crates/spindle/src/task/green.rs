@@ -83,7 +83,10 @@ pub(crate) struct GreenTask {
 // (no reader can exist at that time) and read only through `owner`, which synchronizes with
 // that write through the park word. `local` is only ever accessed through
 // `GreenTask::local_ptr`, whose contract restricts it to the kernel thread of the owning
-// worker. An unstarted thread has no owner yet: the spawner writes its `local` before
+// worker (with migration on: the one driving it now, and the thread itself wherever it
+// runs; the two touch distinct fields, the thread only `yielder` and `wait_reason`, and
+// the driver only the others while the thread runs, which is what `local_ptr`'s per-field
+// rule is for). An unstarted thread has no owner yet: the spawner writes its `local` before
 // publishing the record, and whichever worker takes it (from a fresh deque, the injector
 // or an inbox, each a synchronizing hand-off) is the only one to touch it from then on; its
 // `Body::Unstarted` closure is `Send`. A started coroutine never leaves the worker that

@@ -180,8 +180,17 @@ impl<T> Completer<T> {
 
     /// Runs `f`, catching a panic, drops the thread's local values, and completes the
     /// packet with the outcome.
-    pub(crate) fn run(mut self, f: impl FnOnce() -> T) {
+    pub(crate) fn run(self, f: impl FnOnce() -> T) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.after_closure(result);
+    }
+
+    /// The part of [`Completer::run`] after the closure, never inlined into it: it reads
+    /// thread-locals, and a green thread may have moved to another kernel thread during
+    /// the closure (migration), so their addresses must be computed here, not reused from
+    /// before the closure (`sched/README.md`, "Migration").
+    #[inline(never)]
+    fn after_closure(mut self, result: std::thread::Result<T>) {
         // The thread's `spindle::local!` values go now: on the thread itself, after its
         // closure, and before the result is published, so a joiner sees every destructor's
         // effects (task/local.rs). A destructor that panicked makes the outcome that panic,
