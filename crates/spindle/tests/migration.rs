@@ -153,13 +153,16 @@ fn a_runtime_that_handed_off_keeps_working_and_drops_cleanly() {
     drop(rt);
 }
 
-/// Waits (polling, bounded) until the runtime has handed a worker to a new kernel thread.
-fn wait_for_hand_off(rt: &Runtime) {
+/// Waits (polling, bounded) until the runtime has handed workers to new kernel threads
+/// `n` times.
+fn wait_for_hand_offs(rt: &Runtime, n: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !rt
+    while rt
         .stall_events()
         .iter()
-        .any(|e| e.handed_off_after.is_some())
+        .filter(|e| e.handed_off_after.is_some())
+        .count()
+        < n
     {
         assert!(std::time::Instant::now() < deadline, "no hand-off happened");
         std::thread::yield_now();
@@ -192,7 +195,7 @@ fn dropping_the_runtime_while_a_thread_is_away() {
         42
     });
     let scoped = rt.spawn(move || {
-        let data = vec![7u8; 16];
+        let data = [7u8; 16];
         spindle::scope(|s| {
             s.spawn(|| {
                 raw_read(&r2);
@@ -201,7 +204,8 @@ fn dropping_the_runtime_while_a_thread_is_away() {
             });
         });
     });
-    wait_for_hand_off(&rt);
+    // Both readers are stuck, each on a kernel thread that lost the worker.
+    wait_for_hand_offs(&rt, 2);
     let writers = [write_after(w, 100), write_after(w2, 150)];
     drop(rt);
     for w in writers {
