@@ -107,12 +107,10 @@ pub(crate) fn current_thread() -> Thread {
     KERNEL_SELF.with(|k| {
         k.get_or_init(|| {
             let std_thread = std::thread::current();
-            Thread::from_inner(Arc::new(ThreadInner {
-                id: crate::task::thread::ThreadId::next(),
-                name: std_thread.name().map(Into::into),
-                kind: ThreadKind::Kernel(std::sync::OnceLock::from(std_thread)),
-                locals: crate::task::local::LocalMap::new(),
-            }))
+            Thread::from_inner(Arc::new(ThreadInner::new(
+                std_thread.name().map(Into::into),
+                ThreadKind::Kernel(std::sync::OnceLock::from(std_thread)),
+            )))
         })
         .clone()
     })

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use crate::sched::context;
 use crate::task::packet::ThreadMain;
 use crate::task::scope::ScopeData;
-use crate::task::thread::{Thread, ThreadId};
+use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
 use crate::thread::JoinHandle;
 
@@ -40,16 +40,27 @@ where
     F: FnOnce() -> T + Send + 'a,
     T: Send + 'a,
 {
-    let (packet, entry) = ThreadMain::with_packet(f, scope);
-    let inner = Arc::new(ThreadInner {
-        id: ThreadId::next(),
-        name: name.as_deref().map(Into::into),
-        kind: ThreadKind::Kernel(OnceLock::new()),
-        locals: crate::task::local::LocalMap::new(),
-    });
-    let me = Thread::from_inner(inner.clone());
+    let inner = Arc::new(ThreadInner::new(
+        name.as_deref().map(Into::into),
+        ThreadKind::Kernel(OnceLock::new()),
+    ));
+    // Fields drop in order: if the kernel thread never starts, the entry (whose completer
+    // writes the record's result slot) goes before `me`, the reference that keeps the
+    // record alive for it.
+    struct KernelMain<E> {
+        entry: E,
+        me: Thread,
+    }
+    let kernel_main = KernelMain {
+        // SAFETY: the entry lives in `kernel_main`, next to `me`, which keeps the record
+        // alive longer (field order, and `set_kernel_self` below keeps `me` until the
+        // kernel thread exits); it is the record's only entry, for the handle made below.
+        entry: unsafe { ThreadMain::new(&inner, f, scope) },
+        me: Thread::from_inner(inner.clone()),
+    };
     let child_rt = rt.clone();
     let main = move || {
+        let KernelMain { entry, me } = kernel_main;
         if let ThreadKind::Kernel(slot) = &me.inner.kind {
             let _ = slot.set(std::thread::current());
         }
@@ -81,5 +92,5 @@ where
     // the packet, so that a green thread can join a kernel thread without blocking its
     // worker.
     drop(handle);
-    Ok(JoinHandle::new(packet, Thread::from_inner(inner)))
+    Ok(JoinHandle::<T>::new(Thread::from_inner(inner)))
 }

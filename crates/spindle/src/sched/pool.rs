@@ -22,7 +22,7 @@ use crate::sched::worker::{Worker, WorkerShared};
 use crate::task::green::{Body, GreenTask};
 use crate::task::packet::ThreadMain;
 use crate::task::scope::ScopeData;
-use crate::task::thread::{Thread, ThreadId};
+use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
 use crate::thread::JoinHandle;
 
@@ -348,8 +348,6 @@ where
         return Err(shut_down());
     }
     let size = stack_size.unwrap_or(pool.default_stack_size);
-    let (packet, entry) = ThreadMain::with_packet(f, scope);
-    let main = move || entry.run();
     // With migration on, green code never touches the local queues (`sched/hand_off.rs`):
     // its spawns take the path of spawns from outside.
     let local = context::current_worker().filter(|w| w.belongs_to(pool) && !w.migrates);
@@ -357,12 +355,14 @@ where
         Some(w) => w.shared().clone(),
         None => pool.workers[0].clone(),
     };
-    let inner = Arc::new(ThreadInner {
-        id: ThreadId::next(),
-        name: name.map(Into::into),
-        kind: ThreadKind::Green(GreenTask::new(owner, Body::Finished, size)),
-        locals: crate::task::local::LocalMap::new(),
-    });
+    let inner = Arc::new(ThreadInner::new(
+        name.map(Into::into),
+        ThreadKind::Green(GreenTask::new(owner, Body::Finished, size)),
+    ));
+    // SAFETY: the entry goes into the record's body below (in the coroutine, or boxed),
+    // so the record owns it; it is the record's only entry, for the handle made below.
+    let entry = unsafe { ThreadMain::new(&inner, f, scope) };
+    let main = move || entry.run();
     let g = inner.green();
     if let Some(parent) = context::current_green() {
         // A child starts after its parent in the shutdown order (`CancelOrder`): its start
@@ -391,11 +391,21 @@ where
             unsafe { (*g.local_ptr()).body = Body::Unstarted(main) };
             match local {
                 Some(worker) => worker.push_fresh(inner.clone()),
-                None => pool.inject(inner.clone()).map_err(|_| shut_down())?,
+                None => {
+                    if pool.inject(inner.clone()).is_err() {
+                        // Drop the closure while the record is whole (its completer writes
+                        // the record's result slot), not as part of the record's drop.
+                        // SAFETY: the record was never queued; we hold the only reference.
+                        drop(unsafe {
+                            std::mem::replace(&mut (*g.local_ptr()).body, Body::Finished)
+                        });
+                        return Err(shut_down());
+                    }
+                }
             }
         }
     }
-    Ok(JoinHandle::new(packet, Thread::from_inner(inner)))
+    Ok(JoinHandle::<T>::new(Thread::from_inner(inner)))
 }
 
 fn shut_down() -> io::Error {

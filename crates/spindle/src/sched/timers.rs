@@ -122,17 +122,14 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::thread::ThreadId;
     use crate::task::ThreadKind;
     use std::time::Duration;
 
     fn record() -> Arc<ThreadInner> {
-        Arc::new(ThreadInner {
-            id: ThreadId::next(),
-            name: None,
-            kind: ThreadKind::Kernel(std::sync::OnceLock::new()),
-            locals: crate::task::local::LocalMap::new(),
-        })
+        Arc::new(ThreadInner::new(
+            None,
+            ThreadKind::Kernel(std::sync::OnceLock::new()),
+        ))
     }
 
     #[test]

@@ -1,27 +1,41 @@
-//! Carrying a thread's result to its `JoinHandle`.
+//! Carrying a thread's result to its `JoinHandle`, inside the thread's own record.
 //!
-//! The packet has three states in one atomic word:
+//! The result travels through a [`ResultSlot`] in the thread record (`ThreadInner`), so a
+//! spawn allocates one block, not a record and a separate shared packet. The slot is
+//! type-erased: the value is stored in place when it fits four words (most results do)
+//! and boxed otherwise; the `JoinHandle<T>` and the `Completer<T>` made by the same spawn
+//! are the only ones that read and write it, with that `T`.
 //!
-//! | state     | meaning                                        | who moves it on |
-//! |-----------|------------------------------------------------|-----------------|
-//! | `RUNNING` | no result yet, nobody waiting                   | joiner (-> `WAITING`), thread (-> `DONE`) |
-//! | `WAITING` | no result yet; `joiner` holds the waiter        | thread (-> `DONE`) |
-//! | `DONE`    | `result` is written                             | nobody          |
+//! The slot has four states in one atomic word:
 //!
-//! The thread writes `result`, then swaps in `DONE` (release); if it saw `WAITING` it takes
-//! the joiner's `Thread` and unparks it. The joiner writes `joiner` before its
+//! | state      | meaning                                            | who moves it on |
+//! |------------|----------------------------------------------------|-----------------|
+//! | `RUNNING`  | no result yet, nobody waiting, a handle exists      | joiner (-> `WAITING`), handle drop (-> `DETACHED`), thread (-> `DONE`) |
+//! | `WAITING`  | no result yet; `joiner` holds the waiter            | thread (-> `DONE`) |
+//! | `DETACHED` | no result yet, the handle is gone                   | thread (-> `DONE`, then drops its result itself) |
+//! | `DONE`     | the result was written                              | nobody          |
+//!
+//! The thread writes the result, then swaps in `DONE` (release). If it saw `WAITING` it takes
+//! the joiner's `Thread` and unparks it; if it saw `DETACHED`, nobody will ever read the
+//! result, so it drops it at once. The joiner writes `joiner` before its
 //! `RUNNING -> WAITING` CAS (release), so the thread's acquiring swap sees it; it then parks
-//! until it reads `DONE` (acquire), after which `result` is visible. The thread holds its
-//! own reference to the packet and to the joiner's `Thread`, so a joiner that returns early
-//! (a spurious wakeup that already sees `DONE`) frees nothing the thread still uses.
+//! until it reads `DONE` (acquire), after which the result is visible. A handle dropped
+//! unjoined CASes `RUNNING -> DETACHED`, or, finding `DONE`, drops the result itself. So the
+//! result is dropped by exactly one party, and never after the handle and the thread are
+//! both done with it: a scoped thread's result, which may borrow from the scope, is gone
+//! before the scope ends even though the record (shared with `Thread` handles) may outlive
+//! it. The thread holds its own reference to the joiner's `Thread`, so a joiner that returns
+//! early (a spurious wakeup that already sees `DONE`) frees nothing the thread still uses.
 //!
 //! A thread that never runs (cancelled while queued, or whose stack could not be made)
-//! completes its packet from the `Completer`'s destructor with a [`Cancelled`] error, so a
+//! completes its slot from the `Completer`'s destructor with a [`Cancelled`] error, so a
 //! joiner never waits forever.
 
 use std::any::Any;
 use std::cell::{RefCell, UnsafeCell};
 use std::fmt;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::sync::Arc;
@@ -30,11 +44,12 @@ use crate::park::{self, WaitReason};
 use crate::sched::context;
 use crate::task::local;
 use crate::task::scope::ScopeData;
-use crate::task::thread::Thread;
+use crate::task::thread::{Thread, ThreadInner};
 
 const RUNNING: u8 = 0;
 const WAITING: u8 = 1;
 const DONE: u8 = 2;
+const DETACHED: u8 = 3;
 
 /// The error payload a `join` returns when the thread was cancelled instead of finishing:
 /// its runtime was dropped first, or it could not be started.
@@ -76,26 +91,83 @@ fn cancelled() -> Box<dyn Any + Send> {
     })
 }
 
-/// The shared slot between a thread and its `JoinHandle`.
-pub(crate) struct Packet<T> {
-    state: AtomicU8,
-    joiner: UnsafeCell<Option<Thread>>,
-    result: UnsafeCell<Option<std::thread::Result<T>>>,
+/// In-place storage for a result: four words.
+type Storage = MaybeUninit<[usize; 4]>;
+
+/// Whether a `R` is stored in place (else boxed).
+const fn fits<R>() -> bool {
+    std::mem::size_of::<R>() <= std::mem::size_of::<Storage>()
+        && std::mem::align_of::<R>() <= std::mem::align_of::<Storage>()
 }
 
-// SAFETY: `joiner` and `result` are each written by one side before a release operation on
-// `state` and read by the other side only after acquiring it (module docs), so they are
-// never accessed concurrently; the values moved across are `Send` (`T: Send`, `Thread`).
-unsafe impl<T: Send> Sync for Packet<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Send for Packet<T> {}
+/// Writes `value` into empty `storage`.
+///
+/// # Safety
+///
+/// `storage` holds no value; it is later read back with [`take_stored`] of the same `R`.
+unsafe fn store<R>(storage: *mut Storage, value: R) {
+    if fits::<R>() {
+        // SAFETY: `R` fits the storage in size and alignment (checked above).
+        unsafe { storage.cast::<R>().write(value) };
+    } else {
+        // SAFETY: a pointer fits four words.
+        unsafe {
+            storage
+                .cast::<*mut R>()
+                .write(Box::into_raw(Box::new(value)))
+        };
+    }
+}
 
-impl<T> Packet<T> {
-    pub(crate) fn new() -> Packet<T> {
-        Packet {
+/// Moves the value out of `storage`.
+///
+/// # Safety
+///
+/// `storage` holds a value written by [`store`] of the same `R`, not taken since.
+unsafe fn take_stored<R>(storage: *mut Storage) -> R {
+    if fits::<R>() {
+        // SAFETY: per the contract, an `R` was written in place.
+        unsafe { storage.cast::<R>().read() }
+    } else {
+        // SAFETY: per the contract, a `Box<R>` pointer was written.
+        *unsafe { Box::from_raw(storage.cast::<*mut R>().read()) }
+    }
+}
+
+/// Drops the value in `storage` (the type-erased destructor kept in the slot).
+///
+/// # Safety
+///
+/// As for [`take_stored`].
+unsafe fn drop_stored<R>(storage: *mut Storage) {
+    // SAFETY: passed on.
+    drop(unsafe { take_stored::<R>(storage) });
+}
+
+/// A thread's result on its way to its `JoinHandle`; lives in the thread's record.
+pub(crate) struct ResultSlot {
+    state: AtomicU8,
+    joiner: UnsafeCell<Option<Thread>>,
+    value: UnsafeCell<Storage>,
+    /// Drops the stored value, while there is one.
+    dropper: UnsafeCell<Option<unsafe fn(*mut Storage)>>,
+}
+
+// SAFETY: `joiner`, `value` and `dropper` are each written by one side before a release
+// operation on `state` and read by the other side only after acquiring it (module docs), so
+// they are never accessed concurrently; the values moved across are `Send` (`T: Send` is
+// required of every spawn, and `Thread` is `Send`).
+unsafe impl Sync for ResultSlot {}
+// SAFETY: as above.
+unsafe impl Send for ResultSlot {}
+
+impl ResultSlot {
+    pub(crate) fn new() -> ResultSlot {
+        ResultSlot {
             state: AtomicU8::new(RUNNING),
             joiner: UnsafeCell::new(None),
-            result: UnsafeCell::new(None),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+            dropper: UnsafeCell::new(None),
         }
     }
 
@@ -103,22 +175,65 @@ impl<T> Packet<T> {
         self.state.load(Acquire) == DONE
     }
 
-    /// Stores the result and wakes the joiner. Called once, by the thread's side.
-    fn complete(&self, result: std::thread::Result<T>) {
-        // SAFETY: only the completing side writes `result`, once, before publishing DONE.
-        unsafe { *self.result.get() = Some(result) };
-        if self.state.swap(DONE, AcqRel) == WAITING {
-            // SAFETY: the joiner wrote `joiner` before its release CAS to WAITING, which our
-            // acquiring swap observed; it never touches `joiner` again.
-            let joiner = unsafe { (*self.joiner.get()).take() };
-            if let Some(j) = joiner {
-                j.unpark();
+    /// Writes `result` (the slot holds none); the caller then publishes it.
+    ///
+    /// # Safety
+    ///
+    /// Only the completing side calls this, once, with the spawn's `T`.
+    unsafe fn put<T>(&self, result: std::thread::Result<T>) {
+        // SAFETY: the slot is empty and only we touch it until `DONE` is published.
+        unsafe {
+            store(self.value.get(), result);
+            *self.dropper.get() = Some(drop_stored::<std::thread::Result<T>>);
+        }
+    }
+
+    /// Moves the result out.
+    ///
+    /// # Safety
+    ///
+    /// `DONE` was observed with acquire (or the caller wrote it), the result was not taken
+    /// yet, and `T` is the spawn's.
+    unsafe fn take<T>(&self) -> std::thread::Result<T> {
+        // SAFETY: per the contract; the dropper goes with the value.
+        unsafe {
+            *self.dropper.get() = None;
+            take_stored(self.value.get())
+        }
+    }
+
+    /// Stores the result and wakes the joiner, or drops the result if the handle is gone.
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the thread's side (its `Completer`), with the spawn's `T`.
+    unsafe fn complete<T>(&self, result: std::thread::Result<T>) {
+        // SAFETY: per the contract.
+        unsafe { self.put(result) };
+        match self.state.swap(DONE, AcqRel) {
+            WAITING => {
+                // SAFETY: the joiner wrote `joiner` before its release CAS to WAITING,
+                // which our acquiring swap observed; it never touches `joiner` again.
+                let joiner = unsafe { (*self.joiner.get()).take() };
+                if let Some(j) = joiner {
+                    j.unpark();
+                }
             }
+            DETACHED => {
+                // Nobody will join: drop the result now, on this thread.
+                // SAFETY: we just wrote it; the handle is gone and will not read it.
+                drop(unsafe { self.take::<T>() });
+            }
+            _ => {}
         }
     }
 
     /// Waits for the result and takes it. Called once, by the `JoinHandle`.
-    pub(crate) fn wait(&self) -> std::thread::Result<T> {
+    ///
+    /// # Safety
+    ///
+    /// `T` is the spawn's, and the handle's drop (`detach`) does not run afterwards.
+    pub(crate) unsafe fn wait<T>(&self) -> std::thread::Result<T> {
         if self.state.load(Acquire) != DONE {
             // SAFETY: before the CAS below only the joiner touches `joiner`.
             unsafe { *self.joiner.get() = Some(context::current_thread()) };
@@ -138,48 +253,95 @@ impl<T> Packet<T> {
                 }
             }
         }
-        // SAFETY: DONE was observed with acquire, so the write of `result` is visible, and
-        // the completing side no longer touches it.
-        unsafe { (*self.result.get()).take() }.expect("join called twice on one packet")
+        // SAFETY: DONE was observed with acquire, so the write of the result is visible,
+        // and the completing side no longer touches it.
+        unsafe { self.take() }
+    }
+
+    /// The handle was dropped without joining: the result, now or when it comes, is
+    /// dropped unread.
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the `JoinHandle`'s drop, with the spawn's `T`, instead of `wait`.
+    pub(crate) unsafe fn detach<T>(&self) {
+        if self
+            .state
+            .compare_exchange(RUNNING, DETACHED, AcqRel, Acquire)
+            .is_err()
+        {
+            // DONE (the only other state a handle can find): drop the result here.
+            // SAFETY: DONE observed with acquire; the thread no longer touches the slot.
+            drop(unsafe { self.take::<T>() });
+        }
     }
 }
 
-/// The thread side of a packet: completes it with the thread's result, or with
-/// `Cancelled` if dropped without a result; for a scoped thread, then tells the scope.
-pub(crate) struct Completer<T> {
-    packet: Option<Arc<Packet<T>>>,
-    scope: Option<Arc<ScopeData>>,
+impl Drop for ResultSlot {
+    fn drop(&mut self) {
+        // A result nobody took or dropped: a spawn whose handle was never made (the spawn
+        // failed after its completer ran).
+        if let Some(dropper) = self.dropper.get_mut().take() {
+            // SAFETY: the dropper is set exactly while a value of its type is stored.
+            unsafe { dropper(self.value.get()) };
+        }
+    }
 }
 
+/// The thread side of a spawn: completes the result slot of the thread's record with the
+/// thread's result, or with `Cancelled` if dropped without a result; for a scoped thread,
+/// then tells the scope.
+pub(crate) struct Completer<T> {
+    /// The thread's record, which owns this completer (inside the thread's closure, which
+    /// lives in the record's body or in a kernel thread's entry that holds the record), so
+    /// it outlives the completer.
+    record: *const ThreadInner,
+    done: bool,
+    scope: Option<Arc<ScopeData>>,
+    result: PhantomData<fn() -> T>,
+}
+
+// SAFETY: the record is `Sync` and outlives the completer (see `record`); the completer
+// moves with the thread's closure to the kernel thread that runs it, as a `Send` closure
+// would.
+unsafe impl<T: Send> Send for Completer<T> {}
+
 impl<T> Completer<T> {
-    /// A completer for `packet`; a scoped thread counts as running in `scope` from here
-    /// until the completer finishes.
-    pub(crate) fn new(packet: Arc<Packet<T>>, scope: Option<Arc<ScopeData>>) -> Completer<T> {
+    /// A completer for the thread of `record`; a scoped thread counts as running in `scope`
+    /// from here until the completer finishes.
+    ///
+    /// # Safety
+    ///
+    /// The completer is owned, directly or not, by the record (or by something that keeps
+    /// the record alive longer), and it is the only completer of the record, with the `T`
+    /// of the record's `JoinHandle`.
+    pub(crate) unsafe fn new(record: &ThreadInner, scope: Option<Arc<ScopeData>>) -> Completer<T> {
         if let Some(s) = &scope {
             s.thread_started();
         }
         Completer {
-            packet: Some(packet),
+            record,
+            done: false,
             scope,
+            result: PhantomData,
         }
     }
 
     fn finish(&mut self, result: std::thread::Result<T>) {
         // A cancellation is not a panic of the thread's own.
         let panicked = result.as_ref().is_err_and(|e| !e.is::<Cancelled>());
-        if let Some(p) = self.packet.take() {
-            p.complete(result);
-            // Our reference goes before the scope hears of it: the result may borrow from
-            // the scope's environment, and the scope may end as soon as it is told.
-            drop(p);
+        if !self.done {
+            self.done = true;
+            // SAFETY: the record outlives us (`Completer::new`'s contract), and we are its
+            // only completer, with the handle's `T`.
+            unsafe { (*self.record).result.complete(result) };
         }
         if let Some(scope) = self.scope.take() {
             scope.thread_finished(panicked);
         }
     }
-
     /// Runs `f`, catching a panic, drops the thread's local values, and completes the
-    /// packet with the outcome.
+    /// record's result slot with the outcome.
     pub(crate) fn run(self, f: impl FnOnce() -> T) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         self.after_closure(result);
@@ -217,7 +379,7 @@ impl<T> Completer<T> {
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
-        if self.packet.is_some() {
+        if !self.done {
             self.finish(Err(cancelled()));
         }
     }
@@ -232,19 +394,20 @@ pub(crate) struct ThreadMain<F, T> {
 }
 
 impl<F: FnOnce() -> T, T> ThreadMain<F, T> {
-    /// The entry of a new thread running `f`, and the packet its `JoinHandle` will read; a
-    /// scoped thread counts as running in `scope` from here on.
-    pub(crate) fn with_packet(
-        f: F,
-        scope: Option<Arc<ScopeData>>,
-    ) -> (Arc<Packet<T>>, ThreadMain<F, T>) {
-        let packet = Arc::new(Packet::new());
-        let completer = Completer::new(packet.clone(), scope);
-        let main = ThreadMain {
+    /// The entry of the new thread of `record`, running `f`; its result goes to the
+    /// record's slot, for the `JoinHandle<T>` of the same spawn. A scoped thread counts as
+    /// running in `scope` from here on.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Completer::new`]: the entry is owned by the record (its body) or by
+    /// something that keeps the record alive longer, and it is the record's only entry.
+    pub(crate) unsafe fn new(record: &ThreadInner, f: F, scope: Option<Arc<ScopeData>>) -> Self {
+        ThreadMain {
             f: Some(f),
-            completer: Some(completer),
-        };
-        (packet, main)
+            // SAFETY: passed on from our caller.
+            completer: Some(unsafe { Completer::new(record, scope) }),
+        }
     }
 
     /// Runs the closure and publishes its outcome.

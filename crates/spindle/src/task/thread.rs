@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::green::GreenTask;
 use super::local::LocalMap;
+use super::packet::ResultSlot;
 
 /// A unique identifier for a spindle thread, green or kernel.
 ///
@@ -80,9 +81,23 @@ pub(crate) struct ThreadInner {
     /// A green thread's `spindle::local!` values (`task/local.rs`); touched only by the
     /// thread itself. Unused for kernel threads, whose values live in a std thread-local.
     pub(crate) locals: LocalMap,
+    /// The thread's result, on its way to the `JoinHandle` (`task/packet.rs`); unused for
+    /// kernel threads spindle did not spawn.
+    pub(crate) result: ResultSlot,
 }
 
 impl ThreadInner {
+    /// A record with a fresh id and nothing in its local storage or result slot.
+    pub(crate) fn new(name: Option<Box<str>>, kind: ThreadKind) -> ThreadInner {
+        ThreadInner {
+            id: ThreadId::next(),
+            name,
+            kind,
+            locals: LocalMap::new(),
+            result: ResultSlot::new(),
+        }
+    }
+
     /// The green part of a record known to be a green thread's (taken from a run queue,
     /// the running green thread, a timer). Panics on a kernel thread's record: that would
     /// be a scheduler bug.

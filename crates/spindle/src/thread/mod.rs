@@ -6,13 +6,13 @@
 //! spindle can stand in for `std::thread` anywhere).
 
 use std::io;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::park::{self, WaitReason};
 use crate::sched::context::{self, SpawnTarget};
 use crate::sched::{one_to_one, pool};
-use crate::task::packet::Packet;
 use crate::task::scope::ScopeData;
 
 pub use crate::task::packet::Cancelled;
@@ -151,26 +151,37 @@ where
 /// An owned permission to join a thread, as `std::thread::JoinHandle`. Dropping it detaches
 /// the thread.
 pub struct JoinHandle<T> {
-    packet: Arc<Packet<T>>,
     thread: Thread,
+    /// The thread's result travels in its record (`task/packet.rs`), typed by this `T`.
+    result: PhantomData<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(packet: Arc<Packet<T>>, thread: Thread) -> JoinHandle<T> {
-        JoinHandle { packet, thread }
+    /// The handle of the thread whose entry (`ThreadMain<_, T>`) was made for `thread`'s
+    /// record by the same spawn.
+    pub(crate) fn new(thread: Thread) -> JoinHandle<T> {
+        JoinHandle {
+            thread,
+            result: PhantomData,
+        }
     }
 
     /// Waits for the thread to finish and returns its result: `Err` with the panic payload
     /// if it panicked, or with a [`Cancelled`] payload if its runtime was dropped first.
     /// From a green thread this parks only the green thread.
     pub fn join(self) -> std::thread::Result<T> {
-        self.packet.wait()
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the `Thread` is moved out once.
+        let thread = unsafe { std::ptr::read(&this.thread) };
+        // SAFETY: the slot's `T` is ours (`new`), and the handle's drop (`detach`) does not
+        // run: the handle is in a `ManuallyDrop`.
+        unsafe { thread.inner.result.wait::<T>() }
     }
 
     /// A check of whether the thread is still running, that outlives the handle.
     pub(crate) fn still_running_check(&self) -> impl Fn() -> bool {
-        let packet = self.packet.clone();
-        move || !packet.is_done()
+        let thread = self.thread.clone();
+        move || !thread.inner.result.is_done()
     }
 
     /// The thread's handle.
@@ -180,7 +191,16 @@ impl<T> JoinHandle<T> {
 
     /// Whether the thread has finished (its result is ready, `join` will not wait).
     pub fn is_finished(&self) -> bool {
-        self.packet.is_done()
+        self.thread.inner.result.is_done()
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    /// Detaches the thread, as dropping a `std::thread::JoinHandle` does; its result is
+    /// dropped unread, now or when the thread finishes.
+    fn drop(&mut self) {
+        // SAFETY: the slot's `T` is ours, and `join` (which skips this drop) was not called.
+        unsafe { self.thread.inner.result.detach::<T>() };
     }
 }
 
