@@ -27,6 +27,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
+pub mod io;
 pub(crate) mod loom_shim;
 pub(crate) mod park;
 pub mod runtime;
@@ -36,6 +37,7 @@ pub mod sync;
 pub(crate) mod task;
 pub mod thread;
 
+pub use io::unblock;
 pub use park::WaitReason;
 pub use runtime::{Model, Runtime};
 pub use task::local::{AccessError, LocalKey};

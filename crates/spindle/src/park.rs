@@ -43,6 +43,8 @@ pub enum WaitReason {
     ChannelRecv,
     /// `Runtime::block_on` waiting for its root green thread.
     BlockOn,
+    /// `spindle::unblock`: waiting for the helper thread that runs the call.
+    Unblock,
 }
 
 impl WaitReason {
@@ -59,6 +61,7 @@ impl WaitReason {
             WaitReason::ChannelSend => "channel send",
             WaitReason::ChannelRecv => "channel recv",
             WaitReason::BlockOn => "block_on",
+            WaitReason::Unblock => "unblock (helper pool)",
         }
     }
 }

@@ -19,7 +19,8 @@ impl Drop for Counted {
 /// A result too big to be stored in place (boxed in the slot).
 struct Big {
     words: [u64; 16],
-    counted: Counted,
+    // Held for its drop.
+    _counted: Counted,
 }
 
 cross_model! {
@@ -30,7 +31,7 @@ cross_model! {
         let d = drops.clone();
         let big = spindle::spawn(move || Big {
             words: std::array::from_fn(|i| i as u64 * 3),
-            counted: Counted(d),
+            _counted: Counted(d),
         });
         assert_eq!(small.join().unwrap(), 7);
         assert_eq!(pair.join().unwrap(), (1, "two".to_string()));
@@ -48,7 +49,7 @@ cross_model! {
         let d = drops.clone();
         let h = spindle::spawn(move || {
             go_rx.recv().unwrap();
-            let r = (Counted(d.clone()), Big { words: [0; 16], counted: Counted(d) });
+            let r = (Counted(d.clone()), Big { words: [0; 16], _counted: Counted(d) });
             done_tx.send(()).unwrap();
             r
         });

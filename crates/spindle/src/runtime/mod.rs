@@ -37,6 +37,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::io::BlockingConfig;
 use crate::sched::context;
 use crate::sched::monitor::MonitorConfig;
 use crate::sched::one_to_one::{self, OneToOneShared};
@@ -56,6 +57,7 @@ pub struct Builder {
     model: Model,
     stack_size: Option<usize>,
     monitor: MonitorConfig,
+    blocking: BlockingConfig,
     migrates: bool,
 }
 
@@ -65,6 +67,7 @@ impl Default for Builder {
             model: Model::ManyToOne,
             stack_size: None,
             monitor: MonitorConfig::default(),
+            blocking: BlockingConfig::default(),
             migrates: false,
         }
     }
@@ -115,6 +118,21 @@ impl Builder {
         self
     }
 
+    /// The most helper threads [`crate::unblock`] may use at once (default
+    /// [`crate::io::DEFAULT_MAX_BLOCKING_THREADS`]); further calls queue for a helper. Not
+    /// used in the one-to-one model, where `unblock` runs the call on the calling thread.
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.blocking.max_threads = n;
+        self
+    }
+
+    /// How long an idle helper thread of [`crate::unblock`] waits for work before it exits
+    /// (default [`crate::io::DEFAULT_BLOCKING_IDLE_TIMEOUT`]).
+    pub fn blocking_idle_timeout(mut self, timeout: Duration) -> Builder {
+        self.blocking.idle_timeout = timeout;
+        self
+    }
+
     /// Lets the monitor move started green threads to another kernel thread when their
     /// worker is stuck (default: no).
     ///
@@ -151,6 +169,13 @@ impl Builder {
             .transpose()?;
         let green_stack = stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         let monitor = self.monitor;
+        if self.blocking.max_threads == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "runtime max_blocking_threads must be at least 1, got 0",
+            ));
+        }
+        let blocking = self.blocking;
         for (what, d) in [
             ("time_slice", monitor.time_slice),
             ("stall_threshold", monitor.stall_threshold),
@@ -163,9 +188,12 @@ impl Builder {
             }
         }
         let kind = match self.model {
-            Model::ManyToOne => {
-                Kind::Green(many_to_one::start(green_stack, monitor, self.migrates)?)
-            }
+            Model::ManyToOne => Kind::Green(many_to_one::start(
+                green_stack,
+                monitor,
+                blocking,
+                self.migrates,
+            )?),
             Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
             Model::ManyToMany { workers: 0 } => {
                 return Err(io::Error::new(
@@ -186,6 +214,7 @@ impl Builder {
                 workers,
                 green_stack,
                 monitor,
+                blocking,
                 self.migrates,
             )?),
         };

@@ -10,6 +10,7 @@
 
 use std::io;
 
+use crate::io::BlockingConfig;
 use crate::sched::monitor::MonitorConfig;
 use crate::sched::pool::{GreenRuntime, PoolConfig};
 
@@ -19,6 +20,7 @@ pub(crate) fn start(
     workers: usize,
     stack_size: usize,
     monitor: MonitorConfig,
+    blocking: BlockingConfig,
     migrates: bool,
 ) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
@@ -26,6 +28,7 @@ pub(crate) fn start(
         steals: true,
         stack_size,
         monitor,
+        blocking,
         migrates,
         thread_name: "spindle-mn",
     })

@@ -11,6 +11,7 @@
 
 use std::io;
 
+use crate::io::BlockingConfig;
 use crate::sched::monitor::MonitorConfig;
 use crate::sched::pool::{GreenRuntime, PoolConfig};
 
@@ -18,6 +19,7 @@ use crate::sched::pool::{GreenRuntime, PoolConfig};
 pub(crate) fn start(
     stack_size: usize,
     monitor: MonitorConfig,
+    blocking: BlockingConfig,
     migrates: bool,
 ) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
@@ -25,6 +27,7 @@ pub(crate) fn start(
         steals: false,
         stack_size,
         monitor,
+        blocking,
         migrates,
         thread_name: "spindle-m1",
     })

@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer};
 
+use crate::io::{BlockingConfig, BlockingPool};
 use crate::sched::context;
 use crate::sched::hand_off::{DriverSlot, WorkerRef};
 use crate::sched::idle::IdleSet;
@@ -41,6 +42,8 @@ pub(crate) struct PoolConfig {
     pub(crate) migrates: bool,
     /// Time slice and stall reporting.
     pub(crate) monitor: MonitorConfig,
+    /// The helper pool of `spindle::unblock`.
+    pub(crate) blocking: BlockingConfig,
 }
 
 /// What the workers, spawners and wakers of a green-thread runtime share.
@@ -69,6 +72,8 @@ pub(crate) struct PoolShared {
     pub(crate) monitor: Monitor,
     /// The runtime-wide order of cancellation at shutdown.
     pub(crate) cancel_order: CancelOrder,
+    /// Helper threads for `spindle::unblock` (`io/blocking_pool.rs`).
+    pub(crate) blocking: Arc<BlockingPool>,
 }
 
 /// Shutdown cancels started threads youngest first across the whole runtime, not just per
@@ -228,6 +233,7 @@ impl GreenRuntime {
             running: AtomicUsize::new(n),
             monitor: Monitor::new(config.monitor),
             cancel_order: CancelOrder::new(n),
+            blocking: Arc::new(BlockingPool::new(config.blocking)),
         });
         let mut runtime = GreenRuntime {
             pool: pool.clone(),
@@ -292,6 +298,7 @@ impl GreenRuntime {
 impl Drop for GreenRuntime {
     fn drop(&mut self) {
         self.pool.shutdown.store(true, SeqCst);
+        self.pool.blocking.shut_down();
         for w in &self.pool.workers {
             w.request_shutdown();
         }
