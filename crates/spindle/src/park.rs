@@ -45,6 +45,10 @@ pub enum WaitReason {
     BlockOn,
     /// `spindle::unblock`: waiting for the helper thread that runs the call.
     Unblock,
+    /// `spindle::io::wait_readable`.
+    IoReadable,
+    /// `spindle::io::wait_writable`.
+    IoWritable,
 }
 
 impl WaitReason {
@@ -62,6 +66,8 @@ impl WaitReason {
             WaitReason::ChannelRecv => "channel recv",
             WaitReason::BlockOn => "block_on",
             WaitReason::Unblock => "unblock (helper pool)",
+            WaitReason::IoReadable => "io readable",
+            WaitReason::IoWritable => "io writable",
         }
     }
 }

@@ -1,10 +1,15 @@
 //! I/O that does not block the kernel thread, and the way out for calls that must.
 //!
-//! So far: [`unblock`], which runs a blocking closure on a helper thread of the runtime
-//! while only the calling green thread waits. The reactor (epoll, io_uring) comes next.
+//! So far: each worker's reactor (epoll), with [`wait_readable`] and [`wait_writable`] for
+//! any descriptor, and [`unblock`], which runs a blocking closure on a helper thread of the
+//! runtime while only the calling green thread waits. Sockets and files come next.
 
 mod blocking_pool;
+mod reactor;
 mod unblock;
+
+pub(crate) use reactor::Reactor;
+pub use reactor::{wait_readable, wait_writable};
 
 pub(crate) use blocking_pool::{BlockingConfig, BlockingPool};
 pub use blocking_pool::{DEFAULT_BLOCKING_IDLE_TIMEOUT, DEFAULT_MAX_BLOCKING_THREADS};

@@ -120,7 +120,6 @@ pub(crate) fn hand_off(pool: &Arc<PoolShared>, index: usize, switch: u64) -> Han
     if !taken {
         return HandOff::DriverMovedOn;
     }
-    pool.workers[index].set_thread(thread.thread().clone());
     // The old driver's handle is dropped: its kernel thread is left to finish its call and
     // exit on its own (step 2).
     *pool.drivers[index]

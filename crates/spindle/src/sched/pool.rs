@@ -214,7 +214,9 @@ impl GreenRuntime {
     /// Starts the workers.
     pub(crate) fn start(config: PoolConfig) -> io::Result<GreenRuntime> {
         let n = config.workers;
-        let workers: Vec<_> = (0..n).map(|_| Arc::new(WorkerShared::new())).collect();
+        let workers = (0..n)
+            .map(|_| WorkerShared::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
         let mut fresh: Vec<Option<crossbeam_deque::Worker<Arc<ThreadInner>>>> = (0..n)
             .map(|_| config.steals.then(crossbeam_deque::Worker::new_lifo))
             .collect();
@@ -260,7 +262,6 @@ impl GreenRuntime {
             });
             match spawned {
                 Ok(t) => {
-                    pool.workers[index].set_thread(t.thread().clone());
                     *pool.drivers[index]
                         .thread
                         .lock()

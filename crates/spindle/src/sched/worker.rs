@@ -14,10 +14,11 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
 
+use crate::io::Reactor;
 use crate::sched::context;
 use crate::sched::hand_off::{self, DriverWord, Filing};
 use crate::sched::monitor::WorkerWatch;
@@ -64,8 +65,9 @@ pub(crate) struct WorkerShared {
     sleeping: AtomicBool,
     /// Set once by `Runtime` drop: cancel everything and exit.
     shutdown: AtomicBool,
-    /// The kernel thread driving the worker, for waking it (it changes at a hand-off).
-    thread: Mutex<Option<std::thread::Thread>>,
+    /// Where the worker sleeps and learns of ready descriptors; waking it writes its
+    /// eventfd (`io/reactor.rs`).
+    pub(crate) reactor: Reactor,
     /// What the monitor watches (`sched/monitor.rs`).
     pub(crate) watch: WorkerWatch,
     /// Who may touch the driver state, with migration on (`sched/hand_off.rs`).
@@ -81,16 +83,16 @@ struct Inbox {
 }
 
 impl WorkerShared {
-    pub(crate) fn new() -> WorkerShared {
-        WorkerShared {
+    pub(crate) fn new() -> io::Result<WorkerShared> {
+        Ok(WorkerShared {
             inbox: Mutex::new(Inbox::default()),
             inbox_hint: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
-            thread: Mutex::new(None),
+            reactor: Reactor::new()?,
             watch: WorkerWatch::new(),
             driver: DriverWord::new(),
-        }
+        })
     }
 
     /// Whether the worker is, or is about to be, asleep with nothing to run.
@@ -159,19 +161,13 @@ impl WorkerShared {
 
     /// Wakes the worker's kernel thread (a spurious wakeup if it is not asleep).
     pub(crate) fn unpark(&self) {
-        if let Some(t) = &*self.thread.lock().unwrap_or_else(|e| e.into_inner()) {
-            t.unpark();
-        }
+        self.reactor.wake();
     }
 
     /// Asks the worker to cancel its green threads and exit.
     pub(crate) fn request_shutdown(&self) {
         self.shutdown.store(true, SeqCst);
         self.notify();
-    }
-
-    pub(crate) fn set_thread(&self, t: std::thread::Thread) {
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
     }
 }
 
@@ -446,7 +442,6 @@ impl Worker {
     fn drive(&self) {
         context::set_current_worker(self);
         stack::prepare_thread_for_green_stacks();
-        self.shared.set_thread(std::thread::current());
         self.shared
             .watch
             .tid
@@ -480,8 +475,13 @@ impl Worker {
                 }
             }
             tick = tick.wrapping_add(1);
-            if tick % TIMER_CHECK_INTERVAL == 0 && !self.timers().is_empty() {
-                self.fire_timers(Instant::now());
+            if tick % TIMER_CHECK_INTERVAL == 0 {
+                if !self.timers().is_empty() {
+                    self.fire_timers(Instant::now());
+                }
+                if self.shared.reactor.has_registrations() {
+                    self.shared.reactor.poll(Some(Duration::ZERO));
+                }
             }
             let next = match &self.fresh {
                 None => self.next_local(tick),
@@ -599,9 +599,9 @@ impl Worker {
             }
         }
         let deadline = self.timers().next_deadline();
-        let sleep = || match deadline {
-            Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
-            None => std::thread::park(),
+        let sleep = || {
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.shared.reactor.poll(timeout);
         };
         // The sleeper's half of the inbox protocol in sched/README.md: announce, re-check,
         // sleep; in many-to-many, inside the idle-set handshake (whose fence also orders
@@ -931,7 +931,7 @@ impl Worker {
             // The inbox handshake of `idle`: announce, re-check, sleep.
             self.shared.sleeping.store(true, SeqCst);
             if !self.shared.inbox_hint.load(SeqCst) {
-                std::thread::park();
+                self.shared.reactor.poll(None);
             }
             self.shared.sleeping.store(false, Relaxed);
         }
