@@ -130,7 +130,8 @@ pub fn table(figures: &[Figure]) -> String {
     out
 }
 
-fn format_value(v: f64) -> String {
+/// A value with as many decimals as it deserves.
+pub fn format_value(v: f64) -> String {
     // Counts (and any other whole number) without decimals.
     if v >= 100.0 || (v.fract() == 0.0 && v.abs() < 1e15) {
         format!("{v:.0}")

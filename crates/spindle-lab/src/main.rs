@@ -1,11 +1,13 @@
 //! spindle-lab: the classic threading-model experiments, run live on this machine.
 //!
-//! `spindle-lab report` runs every experiment and writes `report/` (report.md and
-//! results.json); `spindle-lab bench NAME` runs one, with `--model`, `--n` and `--json`.
+//! `spindle-lab report` runs every experiment and writes `report/` (report.md,
+//! results.json and one SVG plot per experiment); `spindle-lab bench NAME` runs one, with
+//! `--model`, `--n` and `--json`.
 
 mod bench;
 mod figures;
 mod machine;
+mod plots;
 mod report;
 
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ enum Command {
         /// Small sizes, for a smoke test.
         #[arg(long)]
         quick: bool,
-        /// Where to write report.md and results.json.
+        /// Where to write report.md, results.json and the plots.
         #[arg(long, default_value = "report")]
         out: PathBuf,
     },
@@ -48,7 +50,8 @@ enum Command {
         #[arg(long)]
         model: Option<Subject>,
         /// Operations (or threads) per measurement; skynet: leaves; parallel: matrix size;
-        /// blocking: milliseconds the blocking call lasts.
+        /// blocking: milliseconds the blocking call lasts; creation: the most threads (kernel
+        /// threads: at most 50,000); latency: the most CPU-bound threads.
         #[arg(long)]
         n: Option<u64>,
         /// Print JSON instead of a table.

@@ -2,6 +2,8 @@
 //! other, so that their figures can be compared as ratios on a shared, drifting machine.
 
 mod blocking;
+pub mod creation;
+pub mod latency;
 mod memory;
 mod parallel;
 mod pingpong;
@@ -23,6 +25,8 @@ pub enum Experiment {
     Switch,
     /// Cost of spawning and joining a thread that does nothing.
     Spawn,
+    /// N threads created, all alive at once, then joined: time, memory, kernel threads.
+    Creation,
     /// Round trip of a message between two threads over a pair of channels.
     Pingpong,
     /// Memory of many threads parked at once, and the time to spawn them.
@@ -33,17 +37,21 @@ pub enum Experiment {
     Parallel,
     /// A green thread blocks in a raw read(2) for N ms: how long a 1 ms ticker stalls.
     Blocking,
+    /// Wake-to-run latency of a thread beside N CPU-bound threads that call checkpoint().
+    Latency,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 7] = [
+    pub const ALL: [Experiment; 9] = [
         Experiment::Switch,
         Experiment::Spawn,
+        Experiment::Creation,
         Experiment::Pingpong,
         Experiment::Memory,
         Experiment::Skynet,
         Experiment::Parallel,
         Experiment::Blocking,
+        Experiment::Latency,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +63,8 @@ impl Experiment {
             Experiment::Skynet => "skynet",
             Experiment::Parallel => "parallel",
             Experiment::Blocking => "blocking",
+            Experiment::Creation => "creation",
+            Experiment::Latency => "latency",
         }
     }
 
@@ -69,6 +79,19 @@ impl Experiment {
             Experiment::Spawn => {
                 "Spawning a green thread takes a recycled stack and one allocation; a kernel \
                  thread costs clone(2), a stack mapping and the scheduler."
+            }
+            Experiment::Creation => {
+                "N threads created and all alive at once (each waits for a release: a spindle \
+                 channel for spindle's threads, a std Mutex and Condvar for std's), then \
+                 released and joined: time per thread, resident memory with all alive (VmRSS \
+                 read from /proc/self/status at that moment, not the VmHWM peak, and its \
+                 growth per thread) and kernel \
+                 threads in use (entries of /proc/self/task). Green threads run on 16 KiB \
+                 stacks, up to a million on one or two kernel threads; kernel threads keep \
+                 their default stacks and meet the machine's limits long before: each takes \
+                 four memory mappings (vm.max_map_count) and a pid (kernel.pid_max). The lab \
+                 stops a margin short of the nearer limit (past the mapping limit a new std \
+                 thread aborts the process) and the table says where and why."
             }
             Experiment::Pingpong => {
                 "A message round trip: two channel operations and two switches each way."
@@ -99,6 +122,15 @@ impl Experiment {
                  keeps ticking. The notes quote the first stall event each runtime's monitor \
                  recorded."
             }
+            Experiment::Latency => {
+                "N CPU-bound threads compute and call spindle::checkpoint() in their loop (time \
+                 slice 1 ms here, instead of the default 10 ms) while a kernel thread outside \
+                 the runtime wakes a probe thread over a channel every 1 to 3 ms: the time from \
+                 the wake until the probe runs. A woken green thread waits behind the spinners \
+                 queued on its worker, so in many-to-one the wait grows with N slices and in \
+                 many-to-many (one worker per core) with N / cores; in one-to-one the kernel \
+                 preempts the spinners and the time slice does not apply."
+            }
         }
     }
 
@@ -117,6 +149,10 @@ impl Experiment {
             // Each model runs each of its cases: with and without migration, and in
             // many-to-many with the ticker on the other worker or on the blocker's.
             Experiment::Blocking => &[ManyToOne, ManyToMany, OneToOne],
+            // Kernel threads first: the green runs leave memory and mappings behind (the
+            // allocator's, the stack arenas'), which would move the kernel threads' limit.
+            Experiment::Creation => &[OneToOne, Std, ManyToOne, ManyToMany],
+            Experiment::Latency => &[ManyToOne, ManyToMany, OneToOne],
         }
     }
 
@@ -145,7 +181,8 @@ impl Experiment {
     }
 
     /// The default size: operations (or threads) per measurement; blocking: milliseconds
-    /// the blocking call lasts.
+    /// the blocking call lasts; creation: the most green threads (kernel threads: at most
+    /// 50,000); latency: the most CPU-bound threads.
     pub fn default_n(self, quick: bool) -> u64 {
         match (self, quick) {
             (Experiment::Switch, false) => 2_000_000,
@@ -162,6 +199,10 @@ impl Experiment {
             (Experiment::Parallel, true) => 200,
             (Experiment::Blocking, false) => 500,
             (Experiment::Blocking, true) => 100,
+            (Experiment::Creation, false) => 1_000_000,
+            (Experiment::Creation, true) => 1_000,
+            (Experiment::Latency, false) => 16,
+            (Experiment::Latency, true) => 4,
         }
     }
 
@@ -199,6 +240,8 @@ impl Experiment {
             Experiment::Skynet => return skynet::run(&subjects, n, quick),
             Experiment::Parallel => return parallel::run(&subjects, n, quick),
             Experiment::Blocking => return blocking::run(&subjects, n),
+            Experiment::Creation => return creation::run(&subjects, n),
+            Experiment::Latency => return latency::run(&subjects, n, quick),
         };
         let mut figures = Vec::new();
         for s in subjects {
