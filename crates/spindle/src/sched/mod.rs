@@ -1,7 +1,8 @@
 //! Scheduling: workers, their run queues and timers, and one file per model.
 //!
-//! The park protocol, the ownership of a parked thread and the idle-sleep protocol are
-//! written down in `README.md` beside this file.
+//! The park protocol, the ownership of a parked thread, the idle-sleep handshakes, the
+//! queue order of many-to-many, the monitor, migration and shutdown are written down in
+//! `README.md` beside this file.
 
 pub(crate) mod context;
 pub(crate) mod hand_off;
