@@ -51,7 +51,8 @@ enum Command {
         model: Option<Subject>,
         /// Operations (or threads) per measurement; skynet: leaves; parallel: matrix size;
         /// blocking: milliseconds the blocking call lasts; creation: the most threads (kernel
-        /// threads: at most 50,000); latency: the most CPU-bound threads.
+        /// threads: at most 50,000); latency: the most CPU-bound threads; sync: lock + unlock
+        /// pairs and messages per measurement.
         #[arg(long)]
         n: Option<u64>,
         /// Print JSON instead of a table.

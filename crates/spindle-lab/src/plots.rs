@@ -73,6 +73,24 @@ fn plot_error(e: impl std::fmt::Display) -> io::Error {
 
 /// The colour of a subject: the same in every plot.
 fn colour(name: &str) -> RGBColor {
+    if let Some(c) = subject_colour(name) {
+        return c;
+    }
+    const OTHERS: [RGBColor; 4] = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    let h = name
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
+    OTHERS[h % OTHERS.len()]
+}
+
+/// The colour of a subject the lab knows (its name, or its name followed by more words),
+/// or `None` for anything else.
+fn subject_colour(name: &str) -> Option<RGBColor> {
     const TABLE: [(&str, RGBColor); 8] = [
         ("spindle many-to-one", RGBColor(31, 119, 180)),
         ("spindle many-to-many", RGBColor(255, 127, 14)),
@@ -83,19 +101,10 @@ fn colour(name: &str) -> RGBColor {
         ("tokio multi-thread", RGBColor(227, 119, 194)),
         ("page-fault floor", RGBColor(127, 127, 127)),
     ];
-    const OTHERS: [RGBColor; 4] = [
-        RGBColor(31, 119, 180),
-        RGBColor(214, 39, 40),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-    ];
-    if let Some((_, c)) = TABLE.iter().find(|(prefix, _)| name.starts_with(prefix)) {
-        return *c;
-    }
-    let h = name
-        .bytes()
-        .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
-    OTHERS[h % OTHERS.len()]
+    TABLE
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map(|(_, c)| *c)
 }
 
 /// Axis numbers: 1, 20, 500, 2k, 50k, 1M, 0.5.
@@ -179,6 +188,22 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
             unit: unit.into(),
             bars,
         })
+    };
+    // Bars of `metric` in `unit`, keyed by subject and labelled with what was measured
+    // (the metric after its last ", ").
+    let by_what = |metric: &str, unit: &str| -> Vec<Bar> {
+        measured(figures, metric)
+            .filter(|f| f.unit == unit)
+            .map(|f| Bar {
+                label: f
+                    .metric
+                    .rsplit_once(", ")
+                    .map_or(f.metric.as_str(), |(_, what)| what)
+                    .to_string(),
+                key: f.subject.clone(),
+                value: f.value,
+            })
+            .collect()
     };
     let (title, panels) = match e {
         Experiment::Switch => (
@@ -375,6 +400,39 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                 })],
             )
         }
+        Experiment::Sync => {
+            use crate::bench::sync::{
+                CHANNEL_METRIC, CHANNEL_UNIT, CONTENTION_METRIC, MUTEX_METRIC,
+            };
+            // The contention's x axis says its size, as its metric does up to the first ", ".
+            let contention = measured(figures, CONTENTION_METRIC)
+                .next()
+                .and_then(|f| f.metric.split_once(", "))
+                .map_or(CONTENTION_METRIC, |(size, _)| size);
+            (
+                "sync: spindle's Mutex and channel against std, crossbeam-channel and tokio",
+                vec![
+                    bars(
+                        "uncontended Mutex, lower is better",
+                        "time per lock + unlock (ns, log scale)",
+                        "ns",
+                        by_what(MUTEX_METRIC, "ns"),
+                    ),
+                    bars(
+                        "channel of capacity 128, higher is better",
+                        "millions of messages per second (log scale)",
+                        CHANNEL_UNIT,
+                        by_what(CHANNEL_METRIC, CHANNEL_UNIT),
+                    ),
+                    bars(
+                        "one Mutex, contended, lower is better",
+                        &format!("{contention} (ms, log scale)"),
+                        "ms",
+                        by_what(CONTENTION_METRIC, "ms"),
+                    ),
+                ],
+            )
+        }
     };
     let panels: Vec<Panel> = panels
         .into_iter()
@@ -497,9 +555,13 @@ fn draw_bars(area: &Area, b: &Bars) -> io::Result<()> {
         .y_label_area_size(label_width)
         .build_cartesian_2d((lo..hi).log_scale(), (0..rows as i32 - 1).into_segmented())
         .map_err(plot_error)?;
+    // About one x label per 110 pixels (plotters' default of 10 in a full-width panel),
+    // so that the labels of a narrow panel do not run into each other.
+    let x_labels = (area.dim_in_pixel().0 / 110).max(4) as usize;
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .x_labels(x_labels)
         .y_labels(rows + 1)
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) if (*i as usize) < n => {
@@ -513,9 +575,13 @@ fn draw_bars(area: &Area, b: &Bars) -> io::Result<()> {
         .axis_desc_style((FONT, 15))
         .draw()
         .map_err(plot_error)?;
-    // Bars of one key share a colour; with several keys, colours go by key order.
+    // Bars of one key share a colour: the subject's, when a key names one (sync labels its
+    // bars by what was measured and keys them by subject); otherwise the keys are metrics
+    // and, with several of them, colours go by key order.
     let key_colour = |k: usize, key: &str| {
-        if keys.len() > 1 && b.bars.iter().all(|bar| bar.key != bar.label) {
+        let keys_are_subjects = keys.iter().any(|k| subject_colour(k).is_some())
+            || b.bars.iter().any(|bar| bar.key == bar.label);
+        if keys.len() > 1 && !keys_are_subjects {
             [
                 RGBColor(31, 119, 180),
                 RGBColor(255, 127, 14),

@@ -10,6 +10,7 @@ mod pingpong;
 mod skynet;
 mod spawn;
 mod switch;
+pub mod sync;
 
 use std::io;
 use std::time::Duration;
@@ -39,10 +40,13 @@ pub enum Experiment {
     Blocking,
     /// Wake-to-run latency of a thread beside N CPU-bound threads that call checkpoint().
     Latency,
+    /// spindle's Mutex and channel against std's, crossbeam-channel's and tokio's:
+    /// uncontended lock + unlock, channel throughput, 1,000 threads on one Mutex.
+    Sync,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 9] = [
+    pub const ALL: [Experiment; 10] = [
         Experiment::Switch,
         Experiment::Spawn,
         Experiment::Creation,
@@ -52,6 +56,7 @@ impl Experiment {
         Experiment::Parallel,
         Experiment::Blocking,
         Experiment::Latency,
+        Experiment::Sync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +70,7 @@ impl Experiment {
             Experiment::Blocking => "blocking",
             Experiment::Creation => "creation",
             Experiment::Latency => "latency",
+            Experiment::Sync => "sync",
         }
     }
 
@@ -131,6 +137,23 @@ impl Experiment {
                  many-to-many (one worker per core) with N / cores; in one-to-one the kernel \
                  preempts the spinners and the time slice does not apply."
             }
+            Experiment::Sync => {
+                "spindle's Mutex and bounded channel against std's, crossbeam-channel's and \
+                 tokio's, in three parts. Uncontended lock + unlock of a Mutex guarding a \
+                 counter, N times: spindle's from a many-to-one green thread and from a plain \
+                 kernel thread, std's, and tokio's (lock().await on a current-thread \
+                 runtime). Channel throughput, N messages through a channel of capacity 128 \
+                 from a producer to a consumer that sums them: spindle's between two \
+                 many-to-one green threads, crossbeam-channel's and std's sync_channel \
+                 between two kernel threads, tokio's mpsc between two current-thread tasks. \
+                 Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
+                 under one Mutex 10,000 times (1,000): green threads in many-to-many (a worker \
+                 per core) with spindle's Mutex, kernel threads with std's, kernel threads \
+                 (one-to-one) with spindle's, all on 64 KiB stacks, timed from the first \
+                 spawn to the last join, the count checked. The ratios carry the targets: \
+                 spindle / std lock + unlock at most 1.5, spindle / crossbeam-channel \
+                 throughput at least 5, many-to-many / kernel threads' contention time below 1."
+            }
         }
     }
 
@@ -153,6 +176,11 @@ impl Experiment {
             // allocator's, the stack arenas'), which would move the kernel threads' limit.
             Experiment::Creation => &[OneToOne, Std, ManyToOne, ManyToMany],
             Experiment::Latency => &[ManyToOne, ManyToMany, OneToOne],
+            // Every part measures the subjects it concerns: the Mutex pairs and the channels
+            // many-to-one, std threads (spindle's Mutex on a plain kernel thread among them)
+            // and tokio current-thread; the contention many-to-many, std threads and
+            // one-to-one.
+            Experiment::Sync => &[ManyToOne, Std, TokioCurrentThread, ManyToMany, OneToOne],
         }
     }
 
@@ -182,7 +210,8 @@ impl Experiment {
 
     /// The default size: operations (or threads) per measurement; blocking: milliseconds
     /// the blocking call lasts; creation: the most green threads (kernel threads: at most
-    /// 50,000); latency: the most CPU-bound threads.
+    /// 50,000); latency: the most CPU-bound threads; sync: lock + unlock pairs and messages
+    /// (the contention's size is fixed).
     pub fn default_n(self, quick: bool) -> u64 {
         match (self, quick) {
             (Experiment::Switch, false) => 2_000_000,
@@ -203,6 +232,8 @@ impl Experiment {
             (Experiment::Creation, true) => 1_000,
             (Experiment::Latency, false) => 16,
             (Experiment::Latency, true) => 4,
+            (Experiment::Sync, false) => 2_000_000,
+            (Experiment::Sync, true) => 100_000,
         }
     }
 
@@ -242,6 +273,7 @@ impl Experiment {
             Experiment::Blocking => return blocking::run(&subjects, n),
             Experiment::Creation => return creation::run(&subjects, n),
             Experiment::Latency => return latency::run(&subjects, n, quick),
+            Experiment::Sync => return sync::run(&subjects, n, quick),
         };
         let mut figures = Vec::new();
         for s in subjects {

@@ -1,0 +1,534 @@
+//! sync: spindle's Mutex and channel against std's, crossbeam-channel's and tokio's, all in
+//! one run.
+//!
+//! 1. *Uncontended lock + unlock.* One thread locks a Mutex, adds 1 to the counter it
+//!    guards and unlocks it, `n` times: spindle's Mutex from a green thread in many-to-one
+//!    and from a plain kernel thread outside any runtime (the lab's own thread), std's
+//!    Mutex, and tokio's (`lock().await` in a current-thread runtime). spindle's lock is a
+//!    parking lock that must tell green threads from kernel threads only when it waits, so
+//!    its fast path should cost about what std's does: the ratio spindle / std is held to
+//!    at most 1.5.
+//! 2. *Channel throughput.* A producer sends the numbers `0..n` through a channel of
+//!    capacity 128 to a consumer that sums them (the sum is checked): spindle's
+//!    `bounded(128)` between two green threads in many-to-one, crossbeam-channel's
+//!    `bounded(128)` and std's `sync_channel(128)` between two kernel threads, tokio's
+//!    `mpsc::channel(128)` between two tasks of a current-thread runtime. With both ends
+//!    on one kernel thread the green producer fills the buffer before it parks and the
+//!    consumer drains it before it parks in turn: no cache line crosses cores and no
+//!    futex wakes anyone. The ratio spindle / crossbeam-channel is held to at least 5.
+//! 3. *Contention.* Many threads (1,000) each add 1 to one shared counter under a Mutex
+//!    many times (10,000): green threads in many-to-many (one worker per core) with
+//!    spindle's Mutex, kernel threads with std's Mutex, and kernel threads (one-to-one)
+//!    with spindle's Mutex, all on 64 KiB stacks. The wall time runs from the first spawn
+//!    to the last join; the count must come out exact or the experiment fails. The ratio
+//!    spindle many-to-many / std kernel threads is held to below 1.
+//!
+//! Each part runs its cases in rounds, every case once per round, and keeps each case's
+//! best time: the cases are compared as ratios, and a machine that drifts (another build,
+//! a frequency change) then slows all of them alike instead of whichever ran at the time.
+//! Under `--quick` the contention runs 100 threads x 1,000 increments and every part runs
+//! fewer rounds.
+
+use std::hint::black_box;
+use std::io;
+use std::ops::DerefMut;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{build_runtime, Subject};
+use crate::figures::Figure;
+
+const EXPERIMENT: &str = "sync";
+
+/// The start of the uncontended lock + unlock figures' metrics; the Mutex measured follows
+/// the last ", ".
+pub const MUTEX_METRIC: &str = "lock + unlock";
+/// The start of the channel throughput figures' metrics; the channel follows the last ", ".
+pub const CHANNEL_METRIC: &str = "throughput";
+/// The start of the contention figures' metrics: the size runs to the first ", ", the Mutex
+/// and threads follow the last ", ".
+pub const CONTENTION_METRIC: &str = "wall time";
+
+/// The unit of the channel throughput figures.
+pub const CHANNEL_UNIT: &str = "M msg/s";
+
+/// The capacity of every channel measured ([`RATIOS`] names it too).
+const CAPACITY: usize = 128;
+
+/// Rounds of the uncontended Mutex and of the channels (fewer under `--quick`).
+const ROUNDS: usize = 5;
+const QUICK_ROUNDS: usize = 3;
+
+/// Rounds of the contention (one under `--quick`).
+const CONTENTION_ROUNDS: usize = 3;
+
+/// Threads and increments per thread of the contention (and under `--quick`).
+const THREADS: u64 = 1_000;
+const INCREMENTS: u64 = 10_000;
+const QUICK_THREADS: u64 = 100;
+const QUICK_INCREMENTS: u64 = 1_000;
+
+/// The stack of every contending thread, green or kernel.
+const STACK: usize = 64 * 1024;
+
+/// How `subject` appears in the figures: many-to-many says how many workers it has.
+fn label(subject: Subject) -> String {
+    match (subject, spindle::Model::many_to_many_per_core()) {
+        (Subject::ManyToMany, spindle::Model::ManyToMany { workers }) => {
+            format!("{} ({workers} workers)", subject.name())
+        }
+        _ => subject.name().to_string(),
+    }
+}
+
+/// One thing a part measures: who runs it (the figure's subject), what it is (the end of
+/// the figure's metric) and one timed run of it, which fails if its result is wrong.
+struct Case<'a> {
+    subject: String,
+    what: String,
+    run: Box<dyn FnMut() -> io::Result<Duration> + 'a>,
+}
+
+impl<'a> Case<'a> {
+    fn new(
+        subject: Subject,
+        what: impl Into<String>,
+        run: impl FnMut() -> io::Result<Duration> + 'a,
+    ) -> Self {
+        Case {
+            subject: label(subject),
+            what: what.into(),
+            run: Box::new(run),
+        }
+    }
+}
+
+/// Runs `cases` in `rounds` rounds, every case once per round: each case with its best
+/// time.
+fn best_times<'c, 'a>(
+    cases: &'c mut [Case<'a>],
+    rounds: usize,
+) -> io::Result<Vec<(&'c Case<'a>, Duration)>> {
+    let mut best = vec![Duration::MAX; cases.len()];
+    for _ in 0..rounds {
+        for (case, best) in cases.iter_mut().zip(&mut best) {
+            *best = (*best).min((case.run)()?);
+        }
+    }
+    Ok(cases.iter().zip(best).collect())
+}
+
+/// `ops` uncontended lock + unlock pairs, each adding 1 to the guarded counter; `lock`
+/// takes the lock.
+fn lock_unlock<G: DerefMut<Target = u64>>(ops: u64, mut lock: impl FnMut() -> G) -> Duration {
+    let start = Instant::now();
+    for _ in 0..ops {
+        let mut guard = lock();
+        *guard += 1;
+    }
+    start.elapsed()
+}
+
+/// Nanoseconds per uncontended lock + unlock of the Mutexes of `subjects`, best of `rounds`
+/// runs of `ops` pairs.
+fn mutex_figures(subjects: &[Subject], ops: u64, rounds: usize) -> io::Result<Vec<Figure>> {
+    let many_to_one = build_runtime(spindle::Model::ManyToOne, None)?;
+    let tokio_rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let green_mutex = spindle::sync::Mutex::new(0u64);
+    let kernel_mutex = spindle::sync::Mutex::new(0u64);
+    let std_mutex = std::sync::Mutex::new(0u64);
+    let tokio_mutex = tokio::sync::Mutex::new(0u64);
+    let mut cases = Vec::new();
+    for &subject in subjects {
+        match subject {
+            Subject::ManyToOne => cases.push(Case::new(
+                subject,
+                "spindle Mutex on a green thread",
+                || {
+                    Ok(many_to_one.block_on(|| {
+                        lock_unlock(ops, || {
+                            black_box(&green_mutex).lock().expect("mutex poisoned")
+                        })
+                    }))
+                },
+            )),
+            Subject::Std => {
+                // The lab's own thread, outside any runtime: a plain kernel thread.
+                cases.push(Case::new(
+                    subject,
+                    "spindle Mutex on a kernel thread",
+                    || {
+                        Ok(lock_unlock(ops, || {
+                            black_box(&kernel_mutex).lock().expect("mutex poisoned")
+                        }))
+                    },
+                ));
+                cases.push(Case::new(subject, "std Mutex", || {
+                    Ok(lock_unlock(ops, || {
+                        black_box(&std_mutex).lock().expect("mutex poisoned")
+                    }))
+                }));
+            }
+            Subject::TokioCurrentThread => {
+                cases.push(Case::new(subject, "tokio Mutex (lock().await)", || {
+                    Ok(tokio_rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..ops {
+                            *black_box(&tokio_mutex).lock().await += 1;
+                        }
+                        start.elapsed()
+                    }))
+                }))
+            }
+            _ => {}
+        }
+    }
+    Ok(best_times(&mut cases, rounds)?
+        .into_iter()
+        .map(|(case, best)| {
+            Figure::new(
+                EXPERIMENT,
+                &case.subject,
+                &format!("{MUTEX_METRIC}, {}", case.what),
+                best.as_nanos() as f64 / ops as f64,
+                "ns",
+                ops,
+            )
+        })
+        .collect())
+}
+
+/// Checks what the consumer of `channel` summed: the sum of `0..msgs`, or an error (a
+/// message was lost or delivered twice).
+fn check_sum(channel: &str, msgs: u64, sum: u64) -> io::Result<()> {
+    let expected = msgs * msgs.saturating_sub(1) / 2;
+    if sum == expected {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "sync: the consumer of {msgs} messages through {channel} summed to {sum}, expected \
+         {expected}: messages were lost or delivered twice"
+    )))
+}
+
+/// `msgs` messages through a spindle `bounded(CAPACITY)` from a new green thread to the
+/// calling one (call it on a green thread).
+fn spindle_channel(msgs: u64) -> io::Result<Duration> {
+    let (tx, rx) = spindle::channel::bounded::<u64>(CAPACITY);
+    let start = Instant::now();
+    let producer = spindle::spawn(move || {
+        for i in 0..msgs {
+            tx.send(i).expect("the consumer is gone");
+        }
+    });
+    let sum: u64 = rx.into_iter().sum();
+    producer.join().expect("the producer panicked");
+    let elapsed = start.elapsed();
+    check_sum("spindle bounded", msgs, sum)?;
+    Ok(elapsed)
+}
+
+/// `msgs` messages through a crossbeam-channel `bounded(CAPACITY)` from a new kernel thread
+/// to the calling one.
+fn crossbeam_channel(msgs: u64) -> io::Result<Duration> {
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
+    let start = Instant::now();
+    let producer = std::thread::spawn(move || {
+        for i in 0..msgs {
+            tx.send(i).expect("the consumer is gone");
+        }
+    });
+    let sum: u64 = rx.into_iter().sum();
+    producer.join().expect("the producer panicked");
+    let elapsed = start.elapsed();
+    check_sum("crossbeam-channel bounded", msgs, sum)?;
+    Ok(elapsed)
+}
+
+/// `msgs` messages through a std `sync_channel(CAPACITY)` from a new kernel thread to the
+/// calling one.
+fn std_channel(msgs: u64) -> io::Result<Duration> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(CAPACITY);
+    let start = Instant::now();
+    let producer = std::thread::spawn(move || {
+        for i in 0..msgs {
+            tx.send(i).expect("the consumer is gone");
+        }
+    });
+    let sum: u64 = rx.into_iter().sum();
+    producer.join().expect("the producer panicked");
+    let elapsed = start.elapsed();
+    check_sum("std sync_channel", msgs, sum)?;
+    Ok(elapsed)
+}
+
+/// `msgs` messages through a tokio `mpsc::channel(CAPACITY)` between two tasks of `rt`.
+fn tokio_channel(rt: &tokio::runtime::Runtime, msgs: u64) -> io::Result<Duration> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(CAPACITY);
+    let (elapsed, sum) = rt.block_on(async move {
+        let start = Instant::now();
+        let producer = tokio::spawn(async move {
+            for i in 0..msgs {
+                tx.send(i).await.expect("the consumer is gone");
+            }
+        });
+        let consumer = tokio::spawn(async move {
+            let mut sum = 0u64;
+            while let Some(v) = rx.recv().await {
+                sum += v;
+            }
+            sum
+        });
+        producer.await.expect("the producer panicked");
+        let sum = consumer.await.expect("the consumer panicked");
+        (start.elapsed(), sum)
+    });
+    check_sum("tokio mpsc", msgs, sum)?;
+    Ok(elapsed)
+}
+
+/// Millions of messages per second through the channels of `subjects`, best of `rounds`
+/// runs of `msgs` messages.
+fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result<Vec<Figure>> {
+    let many_to_one = build_runtime(spindle::Model::ManyToOne, None)?;
+    let tokio_rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut cases = Vec::new();
+    for &subject in subjects {
+        match subject {
+            Subject::ManyToOne => cases.push(Case::new(
+                subject,
+                format!("spindle bounded({CAPACITY})"),
+                || many_to_one.block_on(|| spindle_channel(msgs)),
+            )),
+            Subject::Std => {
+                cases.push(Case::new(
+                    subject,
+                    format!("crossbeam-channel bounded({CAPACITY})"),
+                    || crossbeam_channel(msgs),
+                ));
+                cases.push(Case::new(
+                    subject,
+                    format!("std sync_channel({CAPACITY})"),
+                    || std_channel(msgs),
+                ));
+            }
+            Subject::TokioCurrentThread => cases.push(Case::new(
+                subject,
+                format!("tokio mpsc channel({CAPACITY})"),
+                || tokio_channel(&tokio_rt, msgs),
+            )),
+            _ => {}
+        }
+    }
+    Ok(best_times(&mut cases, rounds)?
+        .into_iter()
+        .map(|(case, best)| {
+            Figure::new(
+                EXPERIMENT,
+                &case.subject,
+                &format!("{CHANNEL_METRIC}, {}", case.what),
+                msgs as f64 / best.as_secs_f64() / 1e6,
+                CHANNEL_UNIT,
+                msgs,
+            )
+        })
+        .collect())
+}
+
+/// Checks the count of a contention run on `what`.
+fn check_count(what: &str, threads: u64, increments: u64, count: u64) -> io::Result<()> {
+    let expected = threads * increments;
+    if count == expected {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "sync contention, {what}: {threads} threads x {increments} increments counted \
+         {count}, expected {expected}: the Mutex let increments through unguarded"
+    )))
+}
+
+/// One contention run on spindle threads of the calling runtime (call it on a green thread,
+/// or in a one-to-one runtime): the wall time, once the count is checked.
+fn spindle_contention(what: &str, threads: u64, increments: u64) -> io::Result<Duration> {
+    let counter = Arc::new(spindle::sync::Mutex::new(0u64));
+    let start = Instant::now();
+    let handles = (0..threads)
+        .map(|_| {
+            let counter = counter.clone();
+            spindle::thread::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || {
+                    for _ in 0..increments {
+                        *counter.lock().expect("mutex poisoned") += 1;
+                    }
+                })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("a contending thread panicked"))?;
+    }
+    let elapsed = start.elapsed();
+    let count = *counter.lock().expect("mutex poisoned");
+    check_count(what, threads, increments, count)?;
+    Ok(elapsed)
+}
+
+/// One contention run on std threads with std's Mutex: the wall time, once the count is
+/// checked.
+fn std_contention(what: &str, threads: u64, increments: u64) -> io::Result<Duration> {
+    let counter = Arc::new(std::sync::Mutex::new(0u64));
+    let start = Instant::now();
+    let handles = (0..threads)
+        .map(|_| {
+            let counter = counter.clone();
+            std::thread::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || {
+                    for _ in 0..increments {
+                        *counter.lock().expect("mutex poisoned") += 1;
+                    }
+                })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("a contending thread panicked"))?;
+    }
+    let elapsed = start.elapsed();
+    let count = *counter.lock().expect("mutex poisoned");
+    check_count(what, threads, increments, count)?;
+    Ok(elapsed)
+}
+
+/// Wall time in ms of `threads` threads x `increments` increments on one Mutex for
+/// `subjects`, best of `rounds` runs; fails if any run's count is not exact.
+fn contention_figures(
+    subjects: &[Subject],
+    threads: u64,
+    increments: u64,
+    rounds: usize,
+) -> io::Result<Vec<Figure>> {
+    const GREEN: &str = "spindle Mutex on green threads";
+    const ONE_TO_ONE: &str = "spindle Mutex on kernel threads";
+    const STD: &str = "std Mutex on kernel threads";
+    let many_to_many = build_runtime(spindle::Model::many_to_many_per_core(), None)?;
+    let one_to_one = build_runtime(spindle::Model::OneToOne, None)?;
+    let mut cases = Vec::new();
+    for &subject in subjects {
+        match subject {
+            Subject::ManyToMany => cases.push(Case::new(subject, GREEN, || {
+                many_to_many.block_on(|| spindle_contention(GREEN, threads, increments))
+            })),
+            Subject::Std => cases.push(Case::new(subject, STD, || {
+                std_contention(STD, threads, increments)
+            })),
+            Subject::OneToOne => cases.push(Case::new(subject, ONE_TO_ONE, || {
+                one_to_one.block_on(|| spindle_contention(ONE_TO_ONE, threads, increments))
+            })),
+            _ => {}
+        }
+    }
+    let runs = if rounds == 1 {
+        "1 run".to_string()
+    } else {
+        format!("best of {rounds}")
+    };
+    Ok(best_times(&mut cases, rounds)?
+        .into_iter()
+        .map(|(case, best)| {
+            Figure::new(
+                EXPERIMENT,
+                &case.subject,
+                &format!(
+                    "{CONTENTION_METRIC} of {threads} threads x {increments} increments, \
+                     {runs}, {}",
+                    case.what
+                ),
+                best.as_secs_f64() * 1e3,
+                "ms",
+                threads,
+            )
+        })
+        .collect())
+}
+
+/// The measured figure (not a ratio) whose metric ends with `what`.
+fn measured<'a>(figures: &'a [Figure], what: &str) -> Option<&'a Figure> {
+    figures
+        .iter()
+        .find(|f| f.measured() && f.unit != "x" && f.metric.ends_with(what))
+}
+
+/// The ratios the issue sets targets for (and the kernel threads' spindle Mutex against
+/// std's), from the figures measured: (numerator, denominator, the ratio's metric), the
+/// first two named as their metrics end. A ratio whose two sides were not both measured is
+/// left out.
+const RATIOS: [(&str, &str, &str); 5] = [
+    (
+        "spindle Mutex on a green thread",
+        "std Mutex",
+        "spindle Mutex on a green thread / std Mutex, lock + unlock (target: at most 1.5)",
+    ),
+    (
+        "spindle Mutex on a kernel thread",
+        "std Mutex",
+        "spindle Mutex on a kernel thread / std Mutex, lock + unlock",
+    ),
+    (
+        "spindle bounded(128)",
+        "crossbeam-channel bounded(128)",
+        "spindle bounded(128) / crossbeam-channel bounded(128), messages per second \
+         (target: at least 5)",
+    ),
+    (
+        "spindle Mutex on green threads",
+        "std Mutex on kernel threads",
+        "spindle Mutex on many-to-many green threads / std Mutex on kernel threads, wall \
+         time (target: below 1)",
+    ),
+    (
+        "spindle Mutex on kernel threads",
+        "std Mutex on kernel threads",
+        "spindle Mutex on one-to-one kernel threads / std Mutex on kernel threads, wall time",
+    ),
+];
+
+/// The [`RATIOS`] whose two sides were measured, each under its numerator's subject.
+fn ratios(figures: &[Figure]) -> Vec<Figure> {
+    RATIOS
+        .iter()
+        .filter_map(|&(this, base, metric)| {
+            let (a, b) = (measured(figures, this)?, measured(figures, base)?);
+            Some(Figure::new(
+                EXPERIMENT,
+                &a.subject,
+                metric,
+                a.value / b.value,
+                "x",
+                a.n,
+            ))
+        })
+        .collect()
+}
+
+/// Measures the three parts for `subjects` (the Mutex pairs and the messages: `n` each),
+/// then the ratios between them.
+pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>> {
+    let (rounds, threads, increments, contention_rounds) = if quick {
+        (QUICK_ROUNDS, QUICK_THREADS, QUICK_INCREMENTS, 1)
+    } else {
+        (ROUNDS, THREADS, INCREMENTS, CONTENTION_ROUNDS)
+    };
+    let mut figures = mutex_figures(subjects, n, rounds)?;
+    figures.extend(channel_figures(subjects, n, rounds)?);
+    figures.extend(contention_figures(
+        subjects,
+        threads,
+        increments,
+        contention_rounds,
+    )?);
+    let r = ratios(&figures);
+    figures.extend(r);
+    Ok(figures)
+}
