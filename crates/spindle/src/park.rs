@@ -43,6 +43,18 @@ pub enum WaitReason {
     ChannelRecv,
     /// `Runtime::block_on` waiting for its root green thread.
     BlockOn,
+    /// `RwLock::read`.
+    RwLockRead,
+    /// `RwLock::write`.
+    RwLockWrite,
+    /// `Barrier::wait`.
+    BarrierWait,
+    /// `Semaphore::acquire` (and its `_many` and `_timeout` forms).
+    SemaphoreAcquire,
+    /// `WaitGroup::wait`.
+    WaitGroupWait,
+    /// `Once` or `OnceLock`: waiting for another thread's initializer.
+    OnceWait,
     /// `spindle::unblock`: waiting for the helper thread that runs the call.
     Unblock,
     /// `spindle::io::wait_readable`.
@@ -65,6 +77,12 @@ impl WaitReason {
             WaitReason::ChannelSend => "channel send",
             WaitReason::ChannelRecv => "channel recv",
             WaitReason::BlockOn => "block_on",
+            WaitReason::RwLockRead => "rwlock read",
+            WaitReason::RwLockWrite => "rwlock write",
+            WaitReason::BarrierWait => "barrier wait",
+            WaitReason::SemaphoreAcquire => "semaphore acquire",
+            WaitReason::WaitGroupWait => "waitgroup wait",
+            WaitReason::OnceWait => "once wait",
             WaitReason::Unblock => "unblock (helper pool)",
             WaitReason::IoReadable => "io readable",
             WaitReason::IoWritable => "io writable",
