@@ -29,6 +29,7 @@
 pub mod channel;
 pub mod io;
 pub(crate) mod loom_shim;
+pub mod net;
 pub(crate) mod park;
 pub mod runtime;
 pub(crate) mod sched;

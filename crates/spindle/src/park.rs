@@ -61,6 +61,26 @@ pub enum WaitReason {
     IoReadable,
     /// `spindle::io::wait_writable`.
     IoWritable,
+    /// `net::TcpListener::accept`.
+    TcpAccept,
+    /// `net::TcpStream::connect` waiting for the handshake.
+    TcpConnect,
+    /// A `net::TcpStream` read or peek.
+    TcpRead,
+    /// A `net::TcpStream` write.
+    TcpWrite,
+    /// A `net::UdpSocket` receive or peek.
+    UdpRecv,
+    /// A `net::UdpSocket` send.
+    UdpSend,
+    /// `net::unix::UnixListener::accept`.
+    UnixAccept,
+    /// `net::unix::UnixStream::connect` waiting for the listener.
+    UnixConnect,
+    /// A `net::unix::UnixStream` read.
+    UnixRead,
+    /// A `net::unix::UnixStream` write.
+    UnixWrite,
 }
 
 impl WaitReason {
@@ -86,6 +106,16 @@ impl WaitReason {
             WaitReason::Unblock => "unblock (helper pool)",
             WaitReason::IoReadable => "io readable",
             WaitReason::IoWritable => "io writable",
+            WaitReason::TcpAccept => "tcp accept",
+            WaitReason::TcpConnect => "tcp connect",
+            WaitReason::TcpRead => "tcp read",
+            WaitReason::TcpWrite => "tcp write",
+            WaitReason::UdpRecv => "udp recv",
+            WaitReason::UdpSend => "udp send",
+            WaitReason::UnixAccept => "unix accept",
+            WaitReason::UnixConnect => "unix connect",
+            WaitReason::UnixRead => "unix read",
+            WaitReason::UnixWrite => "unix write",
         }
     }
 }

@@ -10,6 +10,7 @@ mod unblock;
 
 pub(crate) use reactor::Reactor;
 pub use reactor::{wait_readable, wait_writable};
+pub(crate) use reactor::{wait_until, Interest};
 
 pub(crate) use blocking_pool::{BlockingConfig, BlockingPool};
 pub use blocking_pool::{DEFAULT_BLOCKING_IDLE_TIMEOUT, DEFAULT_MAX_BLOCKING_THREADS};

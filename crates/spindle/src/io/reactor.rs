@@ -26,15 +26,25 @@
 //! the same descriptor at the same time (one reads, one writes) registers a `dup` of it,
 //! which is a separate registration for the same open file.
 //!
-//! Kernel threads (the one-to-one model, or outside any runtime) wait with `poll(2)`. This
-//! is the epoll backend; the io_uring one is to come.
+//! A wait may have a deadline ([`wait_until`], used by socket timeouts): the thread then
+//! parks with `park::park_until` and, woken by its timer instead of its event, sees its
+//! `IoWait` not ready and returns. Nothing above changes: however it was woken, the thread
+//! deregisters when it runs again, on its own worker, and only then does its frame go. An
+//! event that fired in the same round as the timer finds the `IoWait` still alive (the
+//! thread has not run yet); its unpark leaves a token, which is only a spurious wakeup for
+//! a later park, and those are allowed. Each caller names its own wait reason (`tcp read`,
+//! `udp recv`, ...) so that dumps say what a thread waits for.
+//!
+//! Kernel threads (the one-to-one model, or outside any runtime) wait with `poll(2)`
+//! (`ppoll` with the time left to the deadline). This is the epoll backend; the io_uring
+//! one is to come.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
@@ -129,9 +139,11 @@ impl Reactor {
 }
 
 /// Interest in a descriptor.
-#[derive(Clone, Copy)]
-enum Interest {
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Interest {
+    /// Readable, or an error or hang-up to report.
     Read,
+    /// Writable, or an error or hang-up to report.
     Write,
 }
 
@@ -141,20 +153,40 @@ enum Interest {
 /// For descriptors made by other libraries (pipes, eventfds, sockets): set them
 /// non-blocking, try the operation, and on `WouldBlock` wait with this and try again.
 pub fn wait_readable(fd: impl AsFd) -> io::Result<()> {
-    wait_for(fd.as_fd(), Interest::Read)
+    wait_for(fd.as_fd(), Interest::Read, WaitReason::IoReadable)
 }
 
 /// Waits until `fd` is writable (or has an error or hang-up to report); see
 /// [`wait_readable`].
 pub fn wait_writable(fd: impl AsFd) -> io::Result<()> {
-    wait_for(fd.as_fd(), Interest::Write)
+    wait_for(fd.as_fd(), Interest::Write, WaitReason::IoWritable)
 }
 
-fn wait_for(fd: BorrowedFd<'_>, interest: Interest) -> io::Result<()> {
+/// Waits until `fd` is ready for `interest`, recording `reason` for dumps.
+pub(crate) fn wait_for(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    reason: WaitReason,
+) -> io::Result<()> {
+    wait_until(fd, interest, reason, None).map(|_ready| ())
+}
+
+/// Waits until `fd` is ready for `interest` or `deadline` (if any) has passed: `Ok(true)`
+/// when ready, `Ok(false)` on timeout, never before the deadline. Only the calling green
+/// thread waits; on a kernel thread, `ppoll(2)`. `reason` is recorded for dumps.
+pub(crate) fn wait_until(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    reason: WaitReason,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
     let worker = match (context::current_green(), context::current_worker()) {
         (Some(_), Some(w)) => w,
-        _ => return poll_blocking(fd, interest),
+        _ => return poll_blocking(fd, interest, deadline),
     };
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Ok(false);
+    }
     let reactor = &worker.shared().reactor;
     let wait = IoWait {
         ready: AtomicBool::new(false),
@@ -181,14 +213,16 @@ fn wait_for(fd: BorrowedFd<'_>, interest: Interest) -> io::Result<()> {
         reactor,
         fd: target,
     };
-    let reason = match interest {
-        Interest::Read => WaitReason::IoReadable,
-        Interest::Write => WaitReason::IoWritable,
-    };
-    while !wait.ready.load(Acquire) {
-        park::park(reason);
+    loop {
+        if wait.ready.load(Acquire) {
+            return Ok(true);
+        }
+        match deadline {
+            None => park::park(reason),
+            Some(d) if Instant::now() >= d => return Ok(false),
+            Some(d) => park::park_until(reason, d),
+        }
     }
-    Ok(())
 }
 
 /// Deregisters a descriptor wait when the waiting frame ends, however it ends.
@@ -205,8 +239,13 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// A kernel thread's wait: `poll(2)`, retried on `EINTR`.
-fn poll_blocking(fd: BorrowedFd<'_>, interest: Interest) -> io::Result<()> {
+/// A kernel thread's wait: `ppoll(2)` with the time left, retried on `EINTR` and on an
+/// early return.
+fn poll_blocking(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
     use rustix::event::{poll, PollFd, PollFlags};
     let flags = match interest {
         Interest::Read => PollFlags::IN | PollFlags::RDHUP,
@@ -214,8 +253,22 @@ fn poll_blocking(fd: BorrowedFd<'_>, interest: Interest) -> io::Result<()> {
     };
     let mut fds = [PollFd::new(&fd, flags)];
     loop {
-        match poll(&mut fds, None) {
-            Ok(_) => return Ok(()),
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                Some(rustix::time::Timespec {
+                    tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                    tv_nsec: left.subsec_nanos() as _,
+                })
+            }
+        };
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => continue,
+            Ok(_) => return Ok(true),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
