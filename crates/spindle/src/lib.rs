@@ -27,6 +27,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
+pub mod fs;
 pub mod io;
 pub(crate) mod loom_shim;
 pub mod net;

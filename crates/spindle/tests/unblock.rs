@@ -94,3 +94,19 @@ fn zero_helpers_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("max_blocking_threads"), "{err}");
 }
+
+/// Two calls submitted back to back while one helper is idle: the second must not queue
+/// behind the first (which waits for the second), but get a helper of its own.
+#[test]
+fn back_to_back_calls_do_not_share_one_idle_helper() {
+    let rt = Runtime::builder().build().unwrap();
+    rt.block_on(|| {
+        // Warm up: one helper exists and is idle afterwards.
+        spindle::unblock(|| ());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let waiter = spindle::spawn(move || spindle::unblock(move || rx.recv().unwrap()));
+        let sender = spindle::spawn(move || spindle::unblock(move || tx.send(()).unwrap()));
+        sender.join().unwrap();
+        waiter.join().unwrap();
+    });
+}

@@ -6,17 +6,19 @@
 //! with nothing to do for the idle timeout exits. Everything is under one mutex, taken only
 //! to hand jobs over (a job runs outside it), with a condvar idle helpers wait on:
 //!
-//! - `submit`: push the job; if `idle > 0`, notify one; else if `threads < max`, count a new
-//!   helper and start it (after unlocking). A helper that cannot be started is uncounted
+//! - `submit`: push the job; if there are at least as many idle helpers as queued jobs,
+//!   notify one; else if `threads < max`, count a new helper and start it (after
+//!   unlocking). A helper that cannot be started is uncounted
 //!   and, if no helper is left to take the queued jobs, they are all handed back to the
 //!   caller to run on its own thread (each job reports to its own caller, so whoever runs
 //!   it, its caller gets its result).
 //! - helper: pop a job and run it; when the queue is empty, `idle += 1` and wait with the
 //!   idle timeout; on waking, `idle -= 1`; if it timed out with the queue still empty, it
-//!   uncounts itself and exits. Every job pushed while `idle > 0` is followed by a notify,
-//!   and `idle` counts exactly the helpers in (or entering) the wait under the lock, so a
-//!   queued job is never left with only sleeping helpers: no job is lost, none waits for a
-//!   timeout.
+//!   uncounts itself and exits. A job queued while idle helpers outnumber the queue is
+//!   followed by a notify, and `idle` counts exactly the helpers in (or entering) the wait
+//!   under the lock, so a queued job is never left with only sleeping helpers, and never
+//!   queued behind a busy helper while the pool could start another: no job is lost, none
+//!   waits for a timeout or for another job.
 //! - shutdown (the runtime's drop): queued jobs are dropped (their callers are green
 //!   threads of the runtime, being cancelled), idle helpers are woken and exit, busy ones
 //!   exit after their job. Helpers are not joined: a job may block for as long as it likes.
@@ -89,7 +91,11 @@ impl BlockingPool {
             return Err(vec![job]);
         }
         st.queue.push_back(job);
-        if st.idle > 0 {
+        // An idle helper takes at most one job before the next one is woken, and `idle`
+        // drops only when a woken helper runs: so count queued jobs against idle helpers,
+        // or two quick submits would both count on one helper (and the second wait behind
+        // the first if it blocks, with the pool far below its maximum).
+        if st.queue.len() <= st.idle {
             drop(st);
             self.work.notify_one();
             return Ok(());
