@@ -41,6 +41,8 @@ pub enum WaitReason {
     ChannelSend,
     /// A channel receive waiting for a message.
     ChannelRecv,
+    /// `select!` (or `Select`) waiting for one of several channel operations.
+    ChannelSelect,
     /// `Runtime::block_on` waiting for its root green thread.
     BlockOn,
     /// `RwLock::read`.
@@ -96,6 +98,7 @@ impl WaitReason {
             WaitReason::CondvarWait => "condvar wait",
             WaitReason::ChannelSend => "channel send",
             WaitReason::ChannelRecv => "channel recv",
+            WaitReason::ChannelSelect => "channel select",
             WaitReason::BlockOn => "block_on",
             WaitReason::RwLockRead => "rwlock read",
             WaitReason::RwLockWrite => "rwlock write",

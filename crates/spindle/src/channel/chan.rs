@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Instant;
 
-use super::entry::{SlotEntry, DISCONNECTED, SERVED};
+use super::entry::{Claim, SlotEntry, DISCONNECTED, READY, SERVED};
+use super::selection::Selection;
 use crate::park::WaitReason;
 use crate::sched::context;
 use crate::sync::spin_lock::{SpinGuard, SpinLock};
 use crate::sync::wait_list::WaitList;
-use crate::sync::waiter::Waiter;
 
 /// Outcome of a blocked operation that unlinked itself at its deadline (never stored in a
 /// waiter: it is what `Chan::block` reports instead of one).
@@ -47,8 +47,8 @@ pub(crate) enum RecvFailure {
 }
 
 /// Which list a blocked operation waits in.
-#[derive(Clone, Copy)]
-enum Side {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
     Send,
     Recv,
 }
@@ -98,8 +98,10 @@ pub(crate) struct Chan<T> {
 
 // SAFETY: the channel moves `T`s between threads (hence `T: Send`) and never shares a `&T`.
 // Its lists point at entries of parked threads, which are dereferenced only under the lock
-// or by the waker that unlinked them (sync/waiter.rs); an entry holds a thread handle,
-// usable anywhere, and a slot with a `T`, moved only under the lock or by its owner.
+// or by the waker that unlinked and claimed them (sync/waiter.rs, channel/select.rs); an
+// entry holds a thread handle or a pointer to a select's shared word (an atomic and a
+// thread handle), usable anywhere, and a slot with a `T`, moved only under the lock or by
+// its owner.
 unsafe impl<T: Send> Send for Chan<T> {}
 // SAFETY: as above: every access to the state goes through the lock.
 unsafe impl<T: Send> Sync for Chan<T> {}
@@ -142,21 +144,38 @@ impl<T> Chan<T> {
         if state.receivers_gone {
             return Err(SendFailure::Disconnected(message));
         }
-        // Step 2: hand the message to the first waiting receiver.
-        if let Some(receiver) = state.waiting_receivers.pop_front() {
-            // SAFETY: `receiver` was linked, so it is live (push contract) and `WAITING`;
-            // we hold the lock and just unlinked it, so we own its slot and may start its
-            // wake-up.
-            unsafe {
-                SlotEntry::put(receiver, message);
-                (*receiver).waiter.start_wake();
-            }
-            drop(state);
-            // SAFETY: we started this wake-up; we finish it once and do not touch it again.
-            unsafe { Waiter::finish_wake(&raw const (*receiver).waiter, SERVED) };
+        // Step 3 when nobody waits to receive (then step 2 has nothing to do): the
+        // uncontended path, inlined.
+        if state.waiting_receivers.is_empty() && state.buffer.len() < self.cap {
+            state.buffer.push_back(message);
             return Ok(());
         }
-        // Step 3.
+        self.send_contended(state, message, wait)
+    }
+
+    /// Steps 2 to 4 of `send`, when a receiver waits or the buffer is full.
+    #[inline(never)]
+    fn send_contended(
+        &self,
+        state: ChanGuard<'_, T>,
+        message: T,
+        wait: Wait,
+    ) -> Result<(), SendFailure<T>> {
+        // Declared before the guard, so that on every return path the lock is released
+        // before the wake-ups are finished.
+        let mut wakeups = Wakeups::new(SERVED);
+        let mut state = state;
+        // Step 2: hand the message to the first waiting receiver.
+        if let Some(receiver) = pop_servable(&mut state.waiting_receivers, &mut wakeups) {
+            // SAFETY: we claimed `receiver` under the lock (`pop_servable`), so we own its
+            // slot, and it stays live until we finish it.
+            unsafe {
+                SlotEntry::put(receiver, message);
+                wakeups.push(receiver);
+            }
+            return Ok(());
+        }
+        // Step 3 (the receivers' list held only stale entries or observers).
         if state.buffer.len() < self.cap {
             state.buffer.push_back(message);
             return Ok(());
@@ -172,6 +191,9 @@ impl<T> Chan<T> {
         // are unwound.
         unsafe { state.waiting_senders.push_back(&entry) };
         drop(state);
+        // Observers of the receive side learnt that a sender waits; wake them before we
+        // park.
+        drop(wakeups);
         let outcome = self.block(&entry, Side::Send, deadline);
         // SAFETY: `block` returned, so the entry is unlinked and no waker touches it: its
         // slot is ours.
@@ -200,33 +222,44 @@ impl<T> Chan<T> {
             crate::thread::yield_now();
             state = self.lock();
         }
+        // Step 1 when no sender waits: the uncontended path, inlined.
+        if state.waiting_senders.is_empty() {
+            if let Some(message) = state.buffer.pop_front() {
+                return Ok(message);
+            }
+        }
+        self.recv_contended(state, wait)
+    }
+
+    /// Steps 1 to 4 of `recv`, when a sender waits or the buffer is empty.
+    #[inline(never)]
+    fn recv_contended(&self, state: ChanGuard<'_, T>, wait: Wait) -> Result<T, RecvFailure> {
+        // Declared before the guard: see `send_contended`.
+        let mut wakeups = Wakeups::new(SERVED);
+        let mut state = state;
         // Step 1.
         if let Some(message) = state.buffer.pop_front() {
-            if let Some(sender) = state.waiting_senders.pop_front() {
-                // SAFETY: as in `send` step 2, for a waiting sender: we own its slot.
-                let moved = unsafe { SlotEntry::take(sender) };
-                state
-                    .buffer
-                    .push_back(moved.expect("a waiting sender holds its message"));
-                // SAFETY: as above, we may start its wake-up.
-                unsafe { (*sender).waiter.start_wake() };
-                drop(state);
-                // SAFETY: we started this wake-up; finish once, then let go.
-                unsafe { Waiter::finish_wake(&raw const (*sender).waiter, SERVED) };
+            if let Some(sender) = pop_servable(&mut state.waiting_senders, &mut wakeups) {
+                // SAFETY: as in `send` step 2, for a waiting sender: we own its slot and
+                // finish it after unlocking.
+                unsafe {
+                    let moved = SlotEntry::take(sender);
+                    state
+                        .buffer
+                        .push_back(moved.expect("a waiting sender holds its message"));
+                    wakeups.push(sender);
+                }
             }
             return Ok(message);
         }
         // Step 2: rendezvous with a waiting sender.
-        if let Some(sender) = state.waiting_senders.pop_front() {
+        if let Some(sender) = pop_servable(&mut state.waiting_senders, &mut wakeups) {
             // SAFETY: as in step 1.
             let message = unsafe {
                 let m = SlotEntry::take(sender);
-                (*sender).waiter.start_wake();
+                wakeups.push(sender);
                 m
             };
-            drop(state);
-            // SAFETY: we started this wake-up; finish once, then let go.
-            unsafe { Waiter::finish_wake(&raw const (*sender).waiter, SERVED) };
             return Ok(message.expect("a waiting sender holds its message"));
         }
         // Step 3.
@@ -242,6 +275,8 @@ impl<T> Chan<T> {
         // SAFETY: as in `send` step 4.
         unsafe { state.waiting_receivers.push_back(&entry) };
         drop(state);
+        // Observers of the send side (rendezvous) learnt that a receiver waits.
+        drop(wakeups);
         let outcome = self.block(&entry, Side::Recv, deadline);
         // SAFETY: as in `send`: the entry is unlinked and its slot is ours.
         let received = unsafe { SlotEntry::take(&entry) };
@@ -283,11 +318,11 @@ impl<T> Chan<T> {
             entry,
             side,
         };
-        let outcome = match entry.waiter.wait(side.reason(), deadline) {
+        let outcome = match entry.waiter().wait(side.reason(), deadline) {
             Some(outcome) => outcome,
             None => {
                 let mut state = self.lock();
-                if entry.waiter.is_waiting() {
+                if entry.waiter().is_waiting() {
                     // SAFETY: a `WAITING` entry is in the list it was linked into.
                     unsafe { state.list(side).remove(entry) };
                     drop(state);
@@ -296,7 +331,10 @@ impl<T> Chan<T> {
                 }
                 drop(state);
                 // Served (or disconnected) before the deadline: take that outcome.
-                entry.waiter.wait(side.reason(), None).expect("no deadline")
+                entry
+                    .waiter()
+                    .wait(side.reason(), None)
+                    .expect("no deadline")
             }
         };
         std::mem::forget(guard);
@@ -305,23 +343,95 @@ impl<T> Chan<T> {
 
     /// The last sender is gone: wake every waiting receiver with `DISCONNECTED`.
     pub(crate) fn disconnect_senders(&self) {
+        let mut wakeups = Wakeups::new(DISCONNECTED);
         let mut state = self.lock();
         state.senders_gone = true;
-        let waiting = start_all(&mut state.waiting_receivers);
+        claim_all(&mut state.waiting_receivers, &mut wakeups);
         drop(state);
-        finish_all(waiting, DISCONNECTED);
+        drop(wakeups);
     }
 
     /// The last receiver is gone: wake every waiting sender with `DISCONNECTED` (its
     /// message stays in its slot for it) and drop the buffered messages.
     pub(crate) fn disconnect_receivers(&self) {
+        let mut wakeups = Wakeups::new(DISCONNECTED);
         let mut state = self.lock();
         state.receivers_gone = true;
-        let waiting = start_all(&mut state.waiting_senders);
+        claim_all(&mut state.waiting_senders, &mut wakeups);
         let buffered = std::mem::take(&mut state.buffer);
         drop(state);
-        finish_all(waiting, DISCONNECTED);
+        drop(wakeups);
         drop(buffered);
+    }
+
+    /// Whether an operation on `side` could complete now without waiting, ignoring the
+    /// entries of `own` (a selection never matches itself; null for none).
+    fn is_ready(&self, state: &ChanState<T>, side: Side, own: *const Selection) -> bool {
+        match side {
+            Side::Recv => {
+                !state.buffer.is_empty()
+                    || state.senders_gone
+                    || has_servable(&state.waiting_senders, own)
+            }
+            Side::Send => {
+                state.receivers_gone
+                    || state.buffer.len() < self.cap
+                    || has_servable(&state.waiting_receivers, own)
+            }
+        }
+    }
+
+    /// `Select::ready`'s first look: whether an operation on `side` would complete now.
+    pub(crate) fn ready_now(&self, side: Side) -> bool {
+        let state = self.lock();
+        self.is_ready(&state, side, std::ptr::null())
+    }
+
+    /// Select, registration (`channel/select.rs`, step 2): in one critical section, tests
+    /// whether the operation on `side` is ready and, if it is not, links the bound select
+    /// `entry` into that side's list. Returns `false` (and links nothing) if it is ready.
+    /// Linking a real (non-observer) entry wakes the observers of the other side, for whom
+    /// a waiting peer makes their operation ready.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is a select entry bound to a live selection (`SlotEntry::bind`), in no list,
+    /// and it stays live and unmoved until [`Chan::unregister`] has been called for it.
+    pub(crate) unsafe fn register(&self, entry: &SlotEntry<T>, side: Side) -> bool {
+        let mut wakeups = Wakeups::new(READY);
+        let mut state = self.lock();
+        let own = entry.selection();
+        if self.is_ready(&state, side, own) {
+            return false;
+        }
+        // SAFETY: the caller keeps the entry live and in place until `unregister`, which
+        // unlinks it under this lock if no waker did.
+        unsafe { state.list(side).push_back(entry) };
+        entry.set_linked(true);
+        if !entry.is_observer() {
+            let other = match side {
+                Side::Recv => Side::Send,
+                Side::Send => Side::Recv,
+            };
+            wake_observers(state.list(other), &mut wakeups, own);
+        }
+        true
+    }
+
+    /// Select, unregistration: unlinks a select entry unless a waker already did.
+    ///
+    /// # Safety
+    ///
+    /// `entry` was passed to [`Chan::register`] on this channel with this `side` (whether
+    /// or not it was linked), and its selection is no longer `WAITING`.
+    pub(crate) unsafe fn unregister(&self, entry: &SlotEntry<T>, side: Side) {
+        let mut state = self.lock();
+        if entry.is_linked() {
+            // SAFETY: `linked` says the entry is in this side's list (it is cleared by
+            // whoever unlinks it, under this lock).
+            unsafe { state.list(side).remove(entry) };
+            entry.set_linked(false);
+        }
     }
 
     /// Messages in the buffer (waiting senders' messages are not counted).
@@ -390,22 +500,142 @@ fn yield_first(wait: Wait) -> bool {
     matches!(wait, Wait::Until(None)) && context::current_green().is_some()
 }
 
-/// Takes every entry off `list` and starts its wake-up. Call it under the channel lock, so
-/// that no entry is seen unlinked but `WAITING` (its owner, timing out, would try to unlink
-/// it again); then finish the wake-ups with [`finish_all`] after unlocking.
-fn start_all<T>(list: &mut WaitList<SlotEntry<T>>) -> WaitList<SlotEntry<T>> {
-    let taken = list.take_all();
-    taken.for_each(|entry| entry.waiter.start_wake());
-    taken
+/// Entries claimed under the channel lock whose wake-ups are finished after unlocking,
+/// when this is dropped: the served entries with `outcome`, observers with `READY`.
+///
+/// The one entry a `send` or `recv` serves is kept in a field; any others (observers,
+/// every entry at disconnection) are chained through their own links, so the batch
+/// allocates nothing. Declare it *before* the lock guard, so that on every path the lock
+/// is released first: unparking (a system call for a kernel thread) never happens under a
+/// channel lock.
+struct Wakeups<T> {
+    served: *const SlotEntry<T>,
+    others: WaitList<SlotEntry<T>>,
+    outcome: u8,
 }
 
-/// Finishes the wake-ups [`start_all`] started, each with `outcome`.
-fn finish_all<T>(mut started: WaitList<SlotEntry<T>>, outcome: u8) {
-    // Each entry stays live until its own wake-up is finished, so popping the next one
-    // (which reads and writes its links) is safe after finishing the previous one.
-    while let Some(entry) = started.pop_front() {
-        // SAFETY: `start_all` started this wake-up; we finish it once and let go of it.
-        unsafe { Waiter::finish_wake(&raw const (*entry).waiter, outcome) };
+impl<T> Wakeups<T> {
+    #[inline]
+    fn new(outcome: u8) -> Wakeups<T> {
+        Wakeups {
+            served: std::ptr::null(),
+            others: WaitList::new(),
+            outcome,
+        }
+    }
+
+    /// Adds a claimed entry.
+    ///
+    /// # Safety
+    ///
+    /// `entry` was claimed ([`SlotEntry::claim`] said `Serve` or `Observer`) and is in no
+    /// list; the caller leaves finishing it to this batch.
+    #[inline]
+    unsafe fn push(&mut self, entry: *const SlotEntry<T>) {
+        if self.served.is_null() {
+            self.served = entry;
+        } else {
+            // SAFETY: a claimed entry stays live and in place until it is finished, which
+            // this batch does after popping it.
+            unsafe { self.others.push_back(entry) };
+        }
+    }
+
+    /// Finishes every wake-up of the batch. Out of line, so that dropping an empty batch
+    /// (every uncontended operation) is one inlined test.
+    #[inline(never)]
+    fn finish_all(&mut self) {
+        // Each entry stays live until its own wake-up is finished, so popping the next one
+        // (which reads and writes its links) is safe after finishing the previous one.
+        while let Some(entry) = self.others.pop_front() {
+            // SAFETY: the entry was claimed and handed to this batch (`push`); we finish it
+            // once and let go of it.
+            unsafe { SlotEntry::finish(entry, self.outcome) };
+        }
+        let served = std::mem::replace(&mut self.served, std::ptr::null());
+        if !served.is_null() {
+            // SAFETY: as above.
+            unsafe { SlotEntry::finish(served, self.outcome) };
+        }
+    }
+}
+
+impl<T> Drop for Wakeups<T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // `others` is used only once `served` is set (`push`).
+        if !self.served.is_null() {
+            self.finish_all();
+        }
+    }
+}
+
+/// Under the channel lock: unlinks entries from the front of `list` until one can be
+/// served, and returns it claimed. Stale select entries met on the way are dropped from
+/// the list; observers are claimed into `wakeups` (what the caller is doing makes their
+/// operation ready, or the caller is about to wait as their peer). When it returns
+/// `None`, `list` is empty.
+#[inline]
+fn pop_servable<T>(
+    list: &mut WaitList<SlotEntry<T>>,
+    wakeups: &mut Wakeups<T>,
+) -> Option<*const SlotEntry<T>> {
+    while let Some(entry) = list.pop_front() {
+        // SAFETY: `entry` was linked in `list`, whose lock the caller holds, and we just
+        // unlinked it.
+        match unsafe { SlotEntry::claim(entry) } {
+            Claim::Serve => return Some(entry),
+            // SAFETY: claimed and unlinked; the batch finishes it.
+            Claim::Observer => unsafe { wakeups.push(entry) },
+            Claim::Stale => {}
+        }
+    }
+    None
+}
+
+/// Under the channel lock: claims every entry of `list` into `wakeups` (disconnection).
+fn claim_all<T>(list: &mut WaitList<SlotEntry<T>>, wakeups: &mut Wakeups<T>) {
+    while let Some(entry) = pop_servable(list, wakeups) {
+        // SAFETY: claimed and unlinked by `pop_servable`; the batch finishes it.
+        unsafe { wakeups.push(entry) };
+    }
+}
+
+/// Whether `list` holds an entry that a waker could serve now, other than `own`'s.
+///
+/// Linear in the length of the list (`WaitList` has no early exit); it runs only when a
+/// select registers on a channel whose opposite side has waiters, which is rare (the
+/// operation is ready in most such cases, and the list usually short).
+fn has_servable<T>(list: &WaitList<SlotEntry<T>>, own: *const Selection) -> bool {
+    let mut found = false;
+    list.for_each(|entry| found = found || entry.is_servable_by(own));
+    found
+}
+
+/// Under the channel lock: claims every observer of `list` (other than `own`'s) into
+/// `wakeups`, dropping observers that are stale; other entries keep their place and order.
+fn wake_observers<T>(
+    list: &mut WaitList<SlotEntry<T>>,
+    wakeups: &mut Wakeups<T>,
+    own: *const Selection,
+) {
+    if list.is_empty() {
+        return;
+    }
+    let mut all = list.take_all();
+    while let Some(entry) = all.pop_front() {
+        // SAFETY: `entry` was in the list, under the lock the caller holds: live.
+        let (is_observer, selection) = unsafe { ((*entry).is_observer(), (*entry).selection()) };
+        if is_observer && selection != own {
+            // SAFETY: just unlinked under the lock.
+            if let Claim::Observer = unsafe { SlotEntry::claim(entry) } {
+                // SAFETY: claimed and unlinked; the batch finishes it.
+                unsafe { wakeups.push(entry) };
+            }
+        } else {
+            // SAFETY: it was in `list` and keeps the same guarantees there.
+            unsafe { list.push_back(entry) };
+        }
     }
 }
 
@@ -420,13 +650,13 @@ struct LeaveOnUnwind<'a, T> {
 impl<T> Drop for LeaveOnUnwind<'_, T> {
     fn drop(&mut self) {
         let mut state = self.chan.state.lock();
-        if self.entry.waiter.is_waiting() {
+        if self.entry.waiter().is_waiting() {
             // SAFETY: a `WAITING` entry is in the list it was linked into.
             unsafe { state.list(self.side).remove(self.entry) };
             return;
         }
         drop(state);
-        self.entry.waiter.outcome_without_parking();
+        self.entry.waiter().outcome_without_parking();
         // The slot's message, if any, is dropped with the entry, outside the lock.
     }
 }

@@ -23,6 +23,11 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! [`select!`](crate::select) (and the [`Select`] builder behind it) waits on several
+//! operations at once and carries out exactly one, chosen at random among those ready; its
+//! protocol, which adds entries shared by several channels to what follows, is the module
+//! doc of `channel/select.rs`.
+//!
 //! # The protocol
 //!
 //! The design is the Go runtime's `hchan`: one lock per channel, a buffer, and two FIFOs of
@@ -90,7 +95,13 @@
 //!
 //! ## A waiting entry: states and owners
 //!
-//! The hand-shake is the one every spindle primitive uses (`sync/waiter.rs`):
+//! An entry belongs to a thread blocked in one `send` or `recv`, or to one operation of a
+//! blocked `select`. The latter points at the select's shared word, which its waker must
+//! win with a CAS before serving it; an entry whose select was already decided is *stale*,
+//! and wakers drop it from the list and go on to the next (`channel/select.rs`). So
+//! "the first waiting receiver" in the steps above is the first entry that can still be
+//! served, and the invariants hold for those entries. For a thread's own entry the
+//! hand-shake is the one every spindle primitive uses (`sync/waiter.rs`):
 //!
 //! | state          | in a list? | who may touch the slot                                  |
 //! |----------------|------------|---------------------------------------------------------|
@@ -145,17 +156,33 @@ mod chan;
 mod entry;
 mod error;
 mod iter;
+mod operation;
 mod receiver;
+mod select;
+mod select_macro;
+mod selection;
 mod sender;
 
 use std::sync::Arc;
 
 pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
+    SendTimeoutError, TryReadyError, TryRecvError, TrySelectError, TrySendError,
 };
 pub use iter::{IntoIter, Iter, TryIter};
 pub use receiver::Receiver;
+pub use select::{Select, SelectedOperation};
 pub use sender::Sender;
+
+#[doc(inline)]
+pub use crate::select;
+
+/// What the expansion of [`select!`](crate::select) uses; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::operation::{OpRef, RecvOp, SendOp};
+    pub use super::select::{__Timeout as Timeout, __select as select};
+}
 
 use chan::Chan;
 

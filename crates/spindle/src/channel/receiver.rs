@@ -21,6 +21,16 @@ impl<T> Receiver<T> {
         Receiver { chan }
     }
 
+    /// The channel, for a select operation.
+    pub(super) fn chan(&self) -> &Chan<T> {
+        &self.chan
+    }
+
+    /// The channel's address: identifies it while this handle lives.
+    pub(super) fn chan_ptr(&self) -> *const Chan<T> {
+        Arc::as_ptr(&self.chan)
+    }
+
     /// Receives a message, parking while the channel is empty. Fails once the channel is
     /// empty and every sender is gone.
     #[inline]

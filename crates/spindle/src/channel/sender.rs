@@ -20,6 +20,16 @@ impl<T> Sender<T> {
         Sender { chan }
     }
 
+    /// The channel, for a select operation.
+    pub(super) fn chan(&self) -> &Chan<T> {
+        &self.chan
+    }
+
+    /// The channel's address: identifies it while this handle lives.
+    pub(super) fn chan_ptr(&self) -> *const Chan<T> {
+        Arc::as_ptr(&self.chan)
+    }
+
     /// Sends `message`, parking while the channel is full (for a rendezvous channel:
     /// until a receiver takes it). Fails, giving the message back, if every receiver is
     /// gone.
