@@ -1,9 +1,9 @@
 //! Figures: one measured number with its unit, and how to print a set of them.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One measured value.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Figure {
     /// The experiment it belongs to ("switch", "spawn", ...).
     pub experiment: String,
@@ -12,6 +12,7 @@ pub struct Figure {
     /// The quantity ("ns per yield", ...).
     pub metric: String,
     /// The value.
+    #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
     /// Its unit ("ns", "KiB", "x", ...).
     pub unit: String,
@@ -24,6 +25,11 @@ pub struct Figure {
     /// A remark in words that goes with the value (printed under the table).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// Reads back a value that JSON shows as `null` (a NaN: not measured).
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Figure {

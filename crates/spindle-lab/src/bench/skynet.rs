@@ -14,6 +14,8 @@ use std::io;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
+
 use super::{build_runtime, Subject};
 use crate::figures::Figure;
 
@@ -120,9 +122,53 @@ fn metric(subject: Subject, runs: usize) -> String {
     }
 }
 
-/// Runs the tree of `leaves` leaves `runs` times on `subject`: the best time, or a skipped
-/// figure when the subject's runtime cannot be built. Fails if a run's total is wrong.
+/// Set in the environment of the child process that measures one subject: the number of
+/// runs, and a sign that the measurement happens here, not in yet another child.
+const CHILD_RUNS_ENV: &str = "SPINDLE_LAB_SKYNET_RUNS";
+
+/// Measures `subject` in a child process of its own (`spindle-lab bench skynet --model
+/// ...`), so that no subject runs on a heap shaped by another's million allocations: in one
+/// process, whatever ran later was up to a third slower. In that child, measures in place.
 fn measure(subject: Subject, leaves: u64, runs: usize) -> io::Result<Figure> {
+    if std::env::var_os(CHILD_RUNS_ENV).is_some() {
+        return measure_here(subject, leaves, runs);
+    }
+    let name = subject
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .ok_or_else(|| io::Error::other("a subject without a command-line name"))?;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "bench",
+            "skynet",
+            "--model",
+            &name,
+            "--n",
+            &leaves.to_string(),
+            "--json",
+        ])
+        .env(CHILD_RUNS_ENV, runs.to_string())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "skynet on {name} in a child process failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let figures: Vec<Figure> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| io::Error::other(format!("skynet on {name}: unreadable child output: {e}")))?;
+    let (label, metric) = (label(subject), metric(subject, runs));
+    figures
+        .into_iter()
+        .find(|f| f.subject == label && f.metric == metric && f.n == leaves)
+        .ok_or_else(|| io::Error::other(format!("skynet on {name}: no time in child output")))
+}
+
+/// Runs the tree of `leaves` leaves `runs` times on `subject` in this process: the best
+/// time, or a skipped figure when the subject's runtime cannot be built. Fails if a run's
+/// total is wrong.
+fn measure_here(subject: Subject, leaves: u64, runs: usize) -> io::Result<Figure> {
     let label = label(subject);
     let metric = metric(subject, runs);
     let skipped = |e: io::Error| {
@@ -224,7 +270,11 @@ fn measure(subject: Subject, leaves: u64, runs: usize) -> io::Result<Figure> {
 /// then divides each time by the baselines' times at the same size.
 pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>> {
     expected_sum(n)?;
-    let runs = if quick { 1 } else { RUNS };
+    let runs = match std::env::var(CHILD_RUNS_ENV) {
+        Ok(r) => r.parse().map_err(io::Error::other)?,
+        Err(_) if quick => 1,
+        Err(_) => RUNS,
+    };
     let mut times = Vec::new();
     for &subject in subjects {
         let leaves = if subject == Subject::OneToOne {
