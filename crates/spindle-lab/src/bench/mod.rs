@@ -164,9 +164,8 @@ impl Experiment {
             Experiment::Switch => &[Corosensei, ManyToOne, OneToOne, Std],
             Experiment::Spawn | Experiment::Pingpong => &[ManyToOne, OneToOne, Std],
             Experiment::Memory => &[ManyToOne, OneToOne],
-            // Peers first: a tree of a million allocations leaves the heap in a state that
-            // slowed tokio current-thread from about 370 to 510 ms when it ran after
-            // spindle, while spindle's times do not change with the order.
+            // Each subject runs in a child process of its own (skynet.rs), so the order no
+            // longer shapes the figures; peers first all the same.
             Experiment::Skynet => &[TokioCurrentThread, TokioMultiThread, ManyToOne, ManyToMany],
             Experiment::Parallel => &[ManyToOne, ManyToMany, OneToOne, Std],
             // Each model runs each of its cases: with and without migration, and in
