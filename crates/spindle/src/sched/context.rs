@@ -59,18 +59,21 @@ pub(crate) fn set_current_worker(worker: *const Worker) {
 }
 
 /// Where a `spawn` from this thread goes.
-pub(crate) enum SpawnTarget {
-    /// A green-thread runtime (many-to-one or many-to-many): a green thread on it.
-    Green(Arc<PoolShared>),
+pub(crate) enum SpawnTarget<'a> {
+    /// A green-thread runtime (many-to-one or many-to-many): a green thread on it. Borrowed
+    /// from the current worker, which outlives the spawn: no reference count is touched on
+    /// the spawn path.
+    Green(&'a PoolShared),
     /// A one-to-one runtime, or no runtime at all: a kernel thread.
     Kernel(Option<Arc<OneToOneShared>>),
 }
 
-/// The runtime a `spawn` from here belongs to.
-pub(crate) fn spawn_target() -> SpawnTarget {
-    if let Some(w) = current_worker() {
+/// The runtime a `spawn` from here belongs to. Use the answer right away: it borrows the
+/// worker that runs this green thread (see [`current_worker`]).
+pub(crate) fn spawn_target<'a>() -> SpawnTarget<'a> {
+    if let Some(w) = current_worker::<'a>() {
         if current_green().is_some() {
-            return SpawnTarget::Green(w.pool().clone());
+            return SpawnTarget::Green(w.pool());
         }
     }
     SpawnTarget::Kernel(ENTERED.with(|e| e.borrow().clone()))

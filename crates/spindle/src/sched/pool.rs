@@ -342,7 +342,7 @@ impl Drop for GreenRuntime {
 /// If `F` or `T` borrow (`'a` shorter than `'static`), the caller waits for the thread to
 /// finish before the borrowed data goes away (a scope or `block_on` does).
 pub(crate) unsafe fn spawn<'a, F, T>(
-    pool: &Arc<PoolShared>,
+    pool: &PoolShared,
     name: Option<String>,
     stack_size: Option<usize>,
     scope: Option<Arc<ScopeData>>,

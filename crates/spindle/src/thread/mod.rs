@@ -91,7 +91,7 @@ impl Builder {
                     .map(crate::stack::check_stack_size)
                     .transpose()?;
                 // SAFETY: the borrow contract is our caller's.
-                unsafe { pool::spawn(&shared, self.name, size, scope, f) }
+                unsafe { pool::spawn(shared, self.name, size, scope, f) }
             }
             SpawnTarget::Kernel(rt) => {
                 // SAFETY: the borrow contract is our caller's.
