@@ -83,6 +83,12 @@ pub enum WaitReason {
     UnixRead,
     /// A `net::unix::UnixStream` write.
     UnixWrite,
+    /// A `fs::File` read as an io_uring request.
+    FileRead,
+    /// A `fs::File` write as an io_uring request.
+    FileWrite,
+    /// A `fs::File` sync as an io_uring request.
+    FileSync,
 }
 
 impl WaitReason {
@@ -119,6 +125,9 @@ impl WaitReason {
             WaitReason::UnixConnect => "unix connect",
             WaitReason::UnixRead => "unix read",
             WaitReason::UnixWrite => "unix write",
+            WaitReason::FileRead => "file read (io_uring)",
+            WaitReason::FileWrite => "file write (io_uring)",
+            WaitReason::FileSync => "file sync (io_uring)",
         }
     }
 }

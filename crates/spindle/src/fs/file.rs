@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::pool_backend::{self, Transfer};
+use super::uring_backend;
 use super::{Metadata, OpenOptions, Permissions};
 
 /// An open file, as [`std::fs::File`], whose every call that can block runs on the
@@ -77,7 +78,7 @@ impl File {
     /// the file offset; returns how many were read, 0 at the end of the file (as
     /// [`std::os::unix::fs::FileExt::read_at`]).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        pool_backend::read(&self.inner, buf, Transfer::At(offset))
+        self.read_with(buf, Transfer::At(offset))
     }
 
     /// Writes up to `buf.len()` bytes (at most 2 MiB per call) at `offset`, without moving
@@ -85,29 +86,29 @@ impl File {
     /// [`std::os::unix::fs::FileExt::write_at`]). On a file opened for appending, Linux
     /// writes at the end instead.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        pool_backend::write(&self.inner, buf, Transfer::At(offset))
+        self.write_with(buf, Transfer::At(offset))
     }
 
     /// Fills `buf` from `offset`, in one helper round trip;
     /// [`io::ErrorKind::UnexpectedEof`] if the file ends first.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        pool_backend::read(&self.inner, buf, Transfer::AllAt(offset)).map(drop)
+        self.read_with(buf, Transfer::AllAt(offset)).map(drop)
     }
 
     /// Writes all of `buf` at `offset`, in one helper round trip.
     pub fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        pool_backend::write(&self.inner, buf, Transfer::AllAt(offset)).map(drop)
+        self.write_with(buf, Transfer::AllAt(offset)).map(drop)
     }
 
     /// Flushes the file's data and metadata to the device (`fsync`).
     pub fn sync_all(&self) -> io::Result<()> {
-        pool_backend::with_file(&self.inner, |f| f.sync_all())
+        self.sync(false)
     }
 
     /// Flushes the file's data, and only the metadata needed to read it back, to the device
     /// (`fdatasync`).
     pub fn sync_data(&self) -> io::Result<()> {
-        pool_backend::with_file(&self.inner, |f| f.sync_data())
+        self.sync(true)
     }
 
     /// Truncates or extends the file to `size` bytes; the offset does not move.
@@ -131,9 +132,35 @@ impl File {
         self.inner.try_clone().map(File::from)
     }
 
+    /// Reads as `how` says: an io_uring request on an io_uring worker, a helper-pool
+    /// round trip otherwise.
+    fn read_with(&self, buf: &mut [u8], how: Transfer) -> io::Result<usize> {
+        uring_backend::read(&self.inner, buf, how)
+            .unwrap_or_else(|| pool_backend::read(&self.inner, buf, how))
+    }
+
+    /// Writes as `how` says, by the same path as [`File::read_with`].
+    fn write_with(&self, buf: &[u8], how: Transfer) -> io::Result<usize> {
+        uring_backend::write(&self.inner, buf, how)
+            .unwrap_or_else(|| pool_backend::write(&self.inner, buf, how))
+    }
+
+    /// `fsync`, or `fdatasync` with `data_only`, by the same path as [`File::read_with`].
+    fn sync(&self, data_only: bool) -> io::Result<()> {
+        uring_backend::sync(&self.inner, data_only).unwrap_or_else(|| {
+            pool_backend::with_file(&self.inner, move |f| {
+                if data_only {
+                    f.sync_data()
+                } else {
+                    f.sync_all()
+                }
+            })
+        })
+    }
+
     /// The std file inside, for code that wants one (its calls block the kernel thread).
     pub fn into_std(self) -> std::fs::File {
-        // Helpers drop their clones before the caller resumes, and a `File` whose call was
+        // Helpers (and the ring's requests) drop their clones before the caller resumes, and a `File` whose call was
         // cancelled is dropped with its thread, so the `Arc` is unique here; should that
         // ever change, a `dup` of the descriptor is the same open file.
         Arc::try_unwrap(self.inner).unwrap_or_else(|shared| {
@@ -193,11 +220,11 @@ impl std::os::unix::fs::FileExt for File {
 /// and `read_to_string` take one helper round trip each.
 impl Read for &File {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        pool_backend::read(&self.inner, buf, Transfer::Stream)
+        self.read_with(buf, Transfer::Stream)
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        pool_backend::read(&self.inner, buf, Transfer::StreamAll).map(drop)
+        self.read_with(buf, Transfer::StreamAll).map(drop)
     }
 
     fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
@@ -214,11 +241,11 @@ impl Read for &File {
 /// keeps no buffer (use [`File::sync_all`] to reach the device).
 impl Write for &File {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        pool_backend::write(&self.inner, buf, Transfer::Stream)
+        self.write_with(buf, Transfer::Stream)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        pool_backend::write(&self.inner, buf, Transfer::StreamAll).map(drop)
+        self.write_with(buf, Transfer::StreamAll).map(drop)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -47,13 +47,15 @@
 //!
 //! # Backends
 //!
-//! Every call goes through one private module, the helper-pool backend, whose functions
-//! take the file as an `Arc` and data as owned buffers. That is the shape an io_uring
-//! backend needs as well (the kernel owns the buffer until the completion), so the io_uring
-//! backend, still to come, will be a sibling module with the
-//! same functions, chosen per call by the worker's reactor backend, for the operations
-//! io_uring has (read, write, fsync, open, statx, rename, unlink, mkdir); the others stay on
-//! the helper pool. The public API here will not change.
+//! On a worker whose reactor is io_uring ([`crate::io::IoBackend`]), the positioned calls
+//! ([`File::read_at`], [`File::write_at`], [`File::read_exact_at`],
+//! [`File::write_all_at`]) and the syncs ([`File::sync_all`], [`File::sync_data`]) are
+//! io_uring requests of the worker's own ring: no helper thread, and no helper wake-up.
+//! Everything else goes through the helper pool as described above, on both backends;
+//! reads and writes at the file offset do because io_uring moves the offset without the
+//! lock `read(2)` and `write(2)` take, so concurrent ones could overwrite each other
+//! (`fs/uring_backend.rs` has the details). The API and its semantics are the same on both
+//! backends.
 //!
 //! # Details
 //!
@@ -63,7 +65,8 @@
 //! - Dropping a `File` closes it on the dropping thread, as std does (`close` returns no
 //!   error to report anyway). On a local file system that does not block.
 //! - If the runtime is dropped while a green thread waits for a call, the call still runs
-//!   to completion on its helper, and its result is dropped.
+//!   to completion on its helper (an io_uring request is cancelled if it has not started),
+//!   and its result is dropped.
 //! - [`read_dir`] reads the whole directory in one round trip (see its docs).
 //! - [`Metadata`], [`Permissions`] and [`FileType`] are std's own types.
 
@@ -71,6 +74,7 @@ mod file;
 mod open_options;
 mod pool_backend;
 mod read_dir;
+mod uring_backend;
 
 use std::io;
 use std::path::{Path, PathBuf};

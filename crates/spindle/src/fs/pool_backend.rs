@@ -12,9 +12,8 @@
 //! closure in place, and so does this module, but directly on the caller's buffers, without
 //! the copies.
 //!
-//! An io_uring backend will be a sibling module with the same functions: they already take
-//! the file as an `Arc` and the bytes as owned buffers, which is what an io_uring submission
-//! needs too (the kernel fills or drains the buffer until the completion arrives).
+//! The io_uring backend (`uring_backend.rs`) takes the positioned reads and writes and the
+//! syncs when the worker's reactor is io_uring; everything else comes here.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;

@@ -28,6 +28,7 @@
 
 mod model;
 
+pub use crate::io::IoBackend;
 pub use crate::sched::monitor::{
     StallCause, StallEvent, DEFAULT_STALL_THRESHOLD, DEFAULT_TIME_SLICE, MAX_STALL_EVENTS,
 };
@@ -59,6 +60,7 @@ pub struct Builder {
     monitor: MonitorConfig,
     blocking: BlockingConfig,
     migrates: bool,
+    io_backend: Option<IoBackend>,
 }
 
 impl Default for Builder {
@@ -69,6 +71,7 @@ impl Default for Builder {
             monitor: MonitorConfig::default(),
             blocking: BlockingConfig::default(),
             migrates: false,
+            io_backend: None,
         }
     }
 }
@@ -160,6 +163,17 @@ impl Builder {
         self
     }
 
+    /// Sets the kernel interface of the workers' reactors: [`IoBackend::Auto`] (io_uring
+    /// where this process may use it, epoll otherwise), [`IoBackend::Epoll`] or
+    /// [`IoBackend::IoUring`]. Without this call, the environment variable
+    /// `SPINDLE_IO_BACKEND` (`auto`, `epoll`, `io_uring`) gives the backend, and `Auto` is
+    /// the default. [`Runtime::io_backend`] says which one a runtime got. Ignored in the
+    /// one-to-one model, whose kernel threads block in their system calls.
+    pub fn io_backend(mut self, backend: IoBackend) -> Builder {
+        self.io_backend = Some(backend);
+        self
+    }
+
     /// Builds the runtime. Fails with `InvalidInput` and a message naming the setting if a
     /// setting is out of range, or with the system's error if a kernel thread cannot start.
     pub fn build(self) -> io::Result<Runtime> {
@@ -187,12 +201,23 @@ impl Builder {
                 ));
             }
         }
+        let io_backend = match self.model {
+            Model::OneToOne => None,
+            _ => Some(
+                match self.io_backend {
+                    Some(b) => b,
+                    None => IoBackend::from_env()?,
+                }
+                .resolve()?,
+            ),
+        };
         let kind = match self.model {
             Model::ManyToOne => Kind::Green(many_to_one::start(
                 green_stack,
                 monitor,
                 blocking,
                 self.migrates,
+                io_backend.expect("resolved for green models"),
             )?),
             Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
             Model::ManyToMany { workers: 0 } => {
@@ -216,10 +241,12 @@ impl Builder {
                 monitor,
                 blocking,
                 self.migrates,
+                io_backend.expect("resolved for green models"),
             )?),
         };
         Ok(Runtime {
             model: self.model,
+            io_backend,
             kind,
         })
     }
@@ -244,6 +271,7 @@ enum Kind {
 /// A spindle runtime: a model and the kernel threads that run its threads.
 pub struct Runtime {
     model: Model,
+    io_backend: Option<IoBackend>,
     kind: Kind,
 }
 
@@ -256,6 +284,14 @@ impl Runtime {
     /// The runtime's model.
     pub fn model(&self) -> Model {
         self.model
+    }
+
+    /// The I/O backend the runtime's reactors run on: [`IoBackend::Epoll`] or
+    /// [`IoBackend::IoUring`], never `Auto` (this is how to learn what `Auto` picked).
+    /// `None` in the one-to-one model, which has no reactor: its kernel threads block in
+    /// their system calls.
+    pub fn io_backend(&self) -> Option<IoBackend> {
+        self.io_backend
     }
 
     /// The stalls the monitor has recorded so far, oldest first: workers held by one green

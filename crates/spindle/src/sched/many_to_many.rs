@@ -10,7 +10,7 @@
 
 use std::io;
 
-use crate::io::BlockingConfig;
+use crate::io::{BlockingConfig, IoBackend};
 use crate::sched::monitor::MonitorConfig;
 use crate::sched::pool::{GreenRuntime, PoolConfig};
 
@@ -22,6 +22,7 @@ pub(crate) fn start(
     monitor: MonitorConfig,
     blocking: BlockingConfig,
     migrates: bool,
+    io_backend: IoBackend,
 ) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
         workers,
@@ -30,6 +31,7 @@ pub(crate) fn start(
         monitor,
         blocking,
         migrates,
+        io_backend,
         thread_name: "spindle-mn",
     })
 }

@@ -11,7 +11,7 @@
 
 use std::io;
 
-use crate::io::BlockingConfig;
+use crate::io::{BlockingConfig, IoBackend};
 use crate::sched::monitor::MonitorConfig;
 use crate::sched::pool::{GreenRuntime, PoolConfig};
 
@@ -21,6 +21,7 @@ pub(crate) fn start(
     monitor: MonitorConfig,
     blocking: BlockingConfig,
     migrates: bool,
+    io_backend: IoBackend,
 ) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
         workers: 1,
@@ -29,6 +30,7 @@ pub(crate) fn start(
         monitor,
         blocking,
         migrates,
+        io_backend,
         thread_name: "spindle-m1",
     })
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer};
 
-use crate::io::{BlockingConfig, BlockingPool};
+use crate::io::{BlockingConfig, BlockingPool, IoBackend};
 use crate::sched::context;
 use crate::sched::hand_off::{DriverSlot, WorkerRef};
 use crate::sched::idle::IdleSet;
@@ -40,6 +40,8 @@ pub(crate) struct PoolConfig {
     /// Whether started threads may move between kernel threads (hand-off of a stuck
     /// worker; `sched/hand_off.rs`).
     pub(crate) migrates: bool,
+    /// The reactors' backend, resolved (not `Auto`).
+    pub(crate) io_backend: IoBackend,
     /// Time slice and stall reporting.
     pub(crate) monitor: MonitorConfig,
     /// The helper pool of `spindle::unblock`.
@@ -215,7 +217,7 @@ impl GreenRuntime {
     pub(crate) fn start(config: PoolConfig) -> io::Result<GreenRuntime> {
         let n = config.workers;
         let workers = (0..n)
-            .map(|_| WorkerShared::new().map(Arc::new))
+            .map(|_| WorkerShared::new(config.io_backend).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let mut fresh: Vec<Option<crossbeam_deque::Worker<Arc<ThreadInner>>>> = (0..n)
             .map(|_| config.steals.then(crossbeam_deque::Worker::new_lifo))

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
 
-use crate::io::Reactor;
+use crate::io::{IoBackend, Reactor};
 use crate::sched::context;
 use crate::sched::hand_off::{self, DriverWord, Filing};
 use crate::sched::monitor::WorkerWatch;
@@ -66,7 +66,7 @@ pub(crate) struct WorkerShared {
     /// Set once by `Runtime` drop: cancel everything and exit.
     shutdown: AtomicBool,
     /// Where the worker sleeps and learns of ready descriptors; waking it writes its
-    /// eventfd (`io/reactor.rs`).
+    /// eventfd (`io/reactor/`).
     pub(crate) reactor: Reactor,
     /// What the monitor watches (`sched/monitor.rs`).
     pub(crate) watch: WorkerWatch,
@@ -83,13 +83,13 @@ struct Inbox {
 }
 
 impl WorkerShared {
-    pub(crate) fn new() -> io::Result<WorkerShared> {
+    pub(crate) fn new(io_backend: IoBackend) -> io::Result<WorkerShared> {
         Ok(WorkerShared {
             inbox: Mutex::new(Inbox::default()),
             inbox_hint: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
-            reactor: Reactor::new()?,
+            reactor: Reactor::new(io_backend)?,
             watch: WorkerWatch::new(),
             driver: DriverWord::new(),
         })
@@ -479,7 +479,7 @@ impl Worker {
                 if !self.timers().is_empty() {
                     self.fire_timers(Instant::now());
                 }
-                if self.shared.reactor.has_registrations() {
+                if self.shared.reactor.has_pending() {
                     self.shared.reactor.poll(Some(Duration::ZERO));
                 }
             }

@@ -1,0 +1,518 @@
+//! The io_uring backend of the reactor: one ring and one eventfd per worker.
+//!
+//! # The protocol
+//!
+//! Every request this backend makes carries, as its `user_data`, a pointer to a
+//! [`Completion`]: a reference-counted record with the request's result, a done flag, the
+//! thread to unpark, and whatever memory the kernel uses until the completion arrives (the
+//! data buffer of a file read or write; the file itself). Two references exist while a
+//! request is in flight:
+//!
+//! 1. **The ring's reference.** `Arc::into_raw` turns it into the `user_data` when the
+//!    request is pushed. Only the completion gives it back: the worker's driver, reaping the
+//!    completion queue, turns the `user_data` back into the `Arc` (`Arc::from_raw`), stores
+//!    the result, sets `done` (Release), unparks the thread, and drops that reference. Since
+//!    the kernel posts exactly one completion per request (no multishot requests are made
+//!    here), each reference is given back exactly once.
+//! 2. **The waiter's reference.** The green thread keeps its own `Arc` and parks until it
+//!    reads `done` (Acquire); from then on the result and the buffer are its own.
+//!
+//! So the memory a request uses outlives the request whatever the waiter does. A waiter
+//! that stops waiting early (its deadline passed, or it is cancelled and unwound because
+//! the runtime is dropped) asks the kernel to cancel the request (`IORING_OP_ASYNC_CANCEL`
+//! naming its `user_data`) and drops its reference; the request then completes, normally or
+//! with `-ECANCELED`, and its memory goes with the ring's reference, never before. Nothing
+//! here needs the cancel to succeed or to be synchronous: a request that runs on after its
+//! waiter left only unparks that thread once more, a spurious wakeup, which every park
+//! allows. The cancel cannot hit the wrong request: it names the address of a `Completion`
+//! the waiter still holds, so no other live request can have that address.
+//!
+//! # Who touches the ring
+//!
+//! - The **submission queue** is written by several kernel threads: the worker's driver
+//!   (its wake read) and the green threads it runs, but also, with migration on, a kernel
+//!   thread that lost the worker while its green thread was in a system call and that runs
+//!   that thread on until it switches (`sched/README.md`, "Migration"). Pushes therefore
+//!   take `submit_lock`. `io_uring_enter` itself may run on several threads at once: the
+//!   kernel serializes submission under the ring's own lock, and each call submits what is
+//!   queued at that moment.
+//! - The **completion queue** is read only by the worker's driver, in [`UringReactor::poll`],
+//!   between two resumes, like the epoll backend's events.
+//!
+//! A green thread submits its request at once (one `io_uring_enter`, the counterpart of
+//! `epoll_ctl`), on its worker's kernel thread. That matters: io_uring runs a request's
+//! completion work on the task that submitted it, interrupting it if it is busy; the driver
+//! reaps those completions when it sleeps and, while busy, every 64 switches (then without
+//! a system call, unless the kernel asks for one). A request submitted by a kernel thread
+//! that later exits is cancelled by the kernel at the exit, which completes it with
+//! `-ECANCELED`: for a readiness wait, a spurious wakeup and a retry.
+//!
+//! # Sleeping and waking
+//!
+//! The driver sleeps in `io_uring_enter` waiting for one completion, with the time to its
+//! next timer as the timeout (`IORING_ENTER_EXT_ARG`). The wake eventfd is read by a
+//! request of the ring (user data [`WAKE_KEY`]) that the driver re-arms before each sleep
+//! once the previous one completed: a write by another kernel thread completes that read
+//! and ends the sleep, and a write made before the read was armed leaves a count that
+//! completes it at once. The eventfd is blocking, so that the read waits in the kernel
+//! instead of failing with `EAGAIN`; a writer would block only with the count at 2^64 - 2.
+//!
+//! # Descriptors and files
+//!
+//! A readiness wait is a one-shot `IORING_OP_POLL_ADD` with the same mask as the epoll
+//! backend's registration. Several threads may poll one descriptor at once: io_uring
+//! takes any number of poll requests per file. File reads, writes and syncs are
+//! `IORING_OP_READ`, `IORING_OP_WRITE` and `IORING_OP_FSYNC` on a buffer owned by the
+//! `Completion` (see `fs/uring_backend.rs`).
+//!
+//! # Dropping the ring
+//!
+//! Closing a ring with requests in flight makes the kernel cancel them asynchronously, so
+//! their buffers must live on. Drop therefore cancels everything still in flight and reaps
+//! the completions, for up to [`DRAIN_LIMIT`]; whatever has not completed by then is leaked
+//! (its `Completion` and the wake buffer are never freed), which is safe, where freeing it
+//! would not be. By the time a runtime drops its reactors every green thread is gone, so
+//! only requests whose waiters were cancelled can still be in flight.
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{opcode, squeue, IoUring};
+use rustix::event::{eventfd, EventfdFlags};
+
+use super::{park_until_ready, Interest, Reactor};
+use crate::park::WaitReason;
+use crate::sched::context;
+use crate::task::thread::Thread;
+
+/// The `user_data` of the wake eventfd's read.
+const WAKE_KEY: u64 = 0;
+
+/// The `user_data` of cancel requests, whose completions say nothing the waiter needs.
+const CANCEL_KEY: u64 = 1;
+
+/// Submission queue entries per ring. Requests are submitted one at a time as they are
+/// made, so the queue rarely holds more than one or two.
+const SQ_ENTRIES: u32 = 256;
+
+/// Completion queue entries per ring: room for a burst of ready descriptors (many-to-one
+/// with 10,000 connections). With `IORING_FEAT_NODROP` (required) a fuller burst is kept
+/// by the kernel and delivered at the next `io_uring_enter`, not lost.
+const CQ_ENTRIES: u32 = 4096;
+
+/// How long dropping a ring waits for its cancelled requests to complete before leaking
+/// them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// One worker's io_uring and wake eventfd.
+pub(crate) struct UringReactor {
+    ring: IoUring,
+    /// Serializes pushes to the submission queue (module docs, "Who touches the ring").
+    submit_lock: Mutex<()>,
+    /// Requests whose ring reference has not come back: a busy worker reaps only while
+    /// there are some.
+    in_flight: AtomicUsize,
+    /// The wake eventfd (blocking).
+    wake: OwnedFd,
+    /// Where the wake read puts the count: from `Box::into_raw`, freed by drop only once
+    /// no read is in flight.
+    wake_buf: *mut u64,
+    /// A wake read is in flight. Driver only (and drop).
+    wake_armed: AtomicBool,
+}
+
+// SAFETY: `wake_buf` is the only field that is not `Send`/`Sync` by itself: it is written
+// by the kernel while a read is in flight and by no thread (its value is never read), and
+// freed once by drop; the ring's queues are shared under the rules of the module docs.
+unsafe impl Send for UringReactor {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for UringReactor {}
+
+/// A request's record, shared by the ring and the waiting thread (module docs).
+pub(crate) struct Completion {
+    result: AtomicI32,
+    done: AtomicBool,
+    thread: Thread,
+    /// The data of a read or write: the kernel's while the request is in flight, the
+    /// waiter's before the submission and after `done`.
+    buffer: UnsafeCell<Vec<u8>>,
+    /// Keeps the file of a file request open as long as the request may use it.
+    _file: Option<Arc<std::fs::File>>,
+}
+
+// SAFETY: `buffer` is the only field that is not `Sync`; it is touched by the waiter only
+// before the request is pushed and after it has read `done` (Acquire), which the reaper
+// sets (Release) after the kernel finished with the buffer; the reaper never touches it,
+// and the last `Arc` drop (on whichever side) happens after both sides stopped using it.
+unsafe impl Sync for Completion {}
+
+impl Completion {
+    fn new(buffer: Vec<u8>, file: Option<Arc<std::fs::File>>) -> Arc<Completion> {
+        Arc::new(Completion {
+            result: AtomicI32::new(0),
+            done: AtomicBool::new(false),
+            thread: context::current_thread(),
+            buffer: UnsafeCell::new(buffer),
+            _file: file,
+        })
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Acquire)
+    }
+}
+
+/// Probes whether this process can run this backend; `Err` says why not (see
+/// `io/backend.rs`).
+pub(crate) fn probe() -> Result<(), String> {
+    let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    let params = ring.params();
+    for (has, what) in [
+        (
+            params.is_feature_ext_arg(),
+            "IORING_FEAT_EXT_ARG (Linux 5.11)",
+        ),
+        (params.is_feature_nodrop(), "IORING_FEAT_NODROP (Linux 5.5)"),
+        (
+            params.is_feature_rw_cur_pos(),
+            "IORING_FEAT_RW_CUR_POS (Linux 5.6)",
+        ),
+    ] {
+        if !has {
+            return Err(format!("the kernel lacks {what}"));
+        }
+    }
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("IORING_REGISTER_PROBE failed: {e}"))?;
+    for (code, name) in [
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::Read::CODE, "READ"),
+        (opcode::Write::CODE, "WRITE"),
+        (opcode::Fsync::CODE, "FSYNC"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(format!("the kernel lacks IORING_OP_{name}"));
+        }
+    }
+    // A filter may allow the setup and refuse the rest: run one request end to end.
+    let nop = opcode::Nop::new().build().user_data(7);
+    // SAFETY: a no-op request uses no memory of ours.
+    unsafe { ring.submission_shared().push(&nop) }.map_err(|_| "cannot queue a NOP".to_string())?;
+    ring.submit_and_wait(1)
+        .map_err(|e| format!("io_uring_enter failed: {e}"))?;
+    // SAFETY: this thread is the only user of this ring.
+    let cqe = unsafe { ring.completion_shared() }.next();
+    match cqe {
+        Some(cqe) if cqe.user_data() == 7 && cqe.result() >= 0 => Ok(()),
+        _ => Err("a NOP request did not complete".to_string()),
+    }
+}
+
+impl UringReactor {
+    pub(crate) fn new() -> io::Result<UringReactor> {
+        let err = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot make a worker's io_uring reactor: {what}: {e}"),
+            )
+        };
+        let ring = IoUring::builder()
+            .setup_cqsize(CQ_ENTRIES)
+            .build(SQ_ENTRIES)
+            .map_err(|e| err("io_uring_setup", e))?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| err("eventfd", e.into()))?;
+        Ok(UringReactor {
+            ring,
+            submit_lock: Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
+            wake,
+            wake_buf: Box::into_raw(Box::new(0u64)),
+            wake_armed: AtomicBool::new(false),
+        })
+    }
+
+    /// See [`super::Reactor::wake`].
+    pub(crate) fn wake(&self) {
+        // Cannot block in practice: the count would have to reach 2^64 - 2.
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    /// Whether some request's completion is still to be reaped.
+    #[inline]
+    pub(crate) fn has_in_flight(&self) -> bool {
+        self.in_flight.load(Relaxed) != 0
+    }
+
+    /// Pushes `entry` to the submission queue.
+    ///
+    /// # Safety
+    ///
+    /// Every memory the entry points to stays valid until its completion is reaped.
+    unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
+        let _locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: pushes happen only under `submit_lock`, so this is the only live handle
+        // on the submission queue.
+        let mut sq = unsafe { self.ring.submission_shared() };
+        loop {
+            // SAFETY: the caller keeps the entry's memory valid until its completion.
+            if unsafe { sq.push(entry) }.is_ok() {
+                return Ok(()); // dropping `sq` publishes the new tail
+            }
+            // Full: hand what is queued to the kernel, then try again.
+            sq.sync();
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if transient(&e) => std::thread::yield_now(),
+                Err(e) => return Err(e),
+            }
+            sq.sync();
+        }
+    }
+
+    /// Submits `entry` for `op` now: the ring takes its reference (module docs).
+    fn submit(&self, entry: squeue::Entry, op: &Arc<Completion>) -> io::Result<()> {
+        let data = Arc::into_raw(op.clone());
+        let entry = entry.user_data(data as u64);
+        // SAFETY: the entry's memory is the file and buffer of `op`, which the ring's
+        // reference keeps alive until the completion is reaped.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            // SAFETY: the entry was not queued, so this reference is still ours to drop.
+            drop(unsafe { Arc::from_raw(data) });
+            return Err(e);
+        }
+        self.in_flight.fetch_add(1, Relaxed);
+        self.enter_now();
+        Ok(())
+    }
+
+    /// Hands what is queued to the kernel. A transient failure leaves the entries queued;
+    /// the driver's next poll submits them.
+    fn enter_now(&self) {
+        match self.ring.submit() {
+            Ok(_) => {}
+            Err(e) if transient(&e) => {}
+            Err(e) => panic!("spindle: io_uring_enter on a worker's reactor failed: {e}"),
+        }
+    }
+
+    /// Asks the kernel to cancel `op`'s request, if it is still in flight. Best effort
+    /// (module docs): a request that is not cancelled completes on its own.
+    fn cancel(&self, op: &Arc<Completion>) {
+        if op.is_done() {
+            return;
+        }
+        let entry = opcode::AsyncCancel::new(Arc::as_ptr(op) as u64)
+            .build()
+            .user_data(CANCEL_KEY);
+        // SAFETY: a cancel request points to no memory of ours.
+        if unsafe { self.push(&entry) }.is_ok() {
+            self.enter_now();
+        }
+    }
+
+    /// See [`super::Reactor::poll`]. Called only by the worker's driver.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) {
+        if timeout == Some(Duration::ZERO) {
+            if self.kernel_has_work() {
+                self.enter_now();
+            }
+        } else {
+            self.arm_wake();
+            let ts;
+            let result = match timeout {
+                None => self.ring.submit_and_wait(1),
+                Some(d) => {
+                    ts = Timespec::from(d);
+                    self.ring
+                        .submitter()
+                        .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+                }
+            };
+            match result {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) || transient(&e) => {}
+                Err(e) => panic!("spindle: io_uring_enter on a worker's reactor failed: {e}"),
+            }
+        }
+        self.reap();
+    }
+
+    /// Whether a busy worker must enter the kernel: entries wait in the submission queue,
+    /// or completions wait in the kernel's overflow list or its task work.
+    fn kernel_has_work(&self) -> bool {
+        let _locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: under `submit_lock`, as every use of the submission queue.
+        let sq = unsafe { self.ring.submission_shared() };
+        !sq.is_empty() || sq.cq_overflow() || sq.taskrun()
+    }
+
+    /// Queues a read of the wake eventfd unless one is in flight.
+    fn arm_wake(&self) {
+        if self.wake_armed.load(Relaxed) {
+            return;
+        }
+        let entry = opcode::Read::new(Fd(self.wake.as_raw_fd()), self.wake_buf.cast(), 8)
+            .build()
+            .user_data(WAKE_KEY);
+        // SAFETY: `wake_buf` is freed only by drop, and only once no read is in flight.
+        if unsafe { self.push(&entry) }.is_ok() {
+            self.wake_armed.store(true, Relaxed);
+        }
+    }
+
+    /// Takes every completion: stores each request's result and unparks its thread.
+    fn reap(&self) {
+        // SAFETY: only the driver reaps (and drop, when no driver is left).
+        let cq = unsafe { self.ring.completion_shared() };
+        for cqe in cq {
+            match cqe.user_data() {
+                WAKE_KEY => self.wake_armed.store(false, Relaxed),
+                CANCEL_KEY => {}
+                data => {
+                    // SAFETY: every other `user_data` is a ring reference made by
+                    // `Arc::into_raw` in `submit`, and each comes back exactly once.
+                    let op = unsafe { Arc::from_raw(data as *const Completion) };
+                    self.in_flight.fetch_sub(1, Relaxed);
+                    op.result.store(cqe.result(), Relaxed);
+                    op.done.store(true, Release);
+                    op.thread.unpark();
+                }
+            }
+        }
+    }
+
+    /// Makes a request and parks the calling green thread until it completes or
+    /// `deadline` passes; on the way out (also by unwinding) a request still in flight is
+    /// cancelled. `Some(result)` on completion, `None` on timeout.
+    fn run(
+        &self,
+        entry: squeue::Entry,
+        op: &Arc<Completion>,
+        reason: WaitReason,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<i32>> {
+        self.submit(entry, op)?;
+        let _cancel_on_exit = CancelOnExit { reactor: self, op };
+        Ok(park_until_ready(|| op.is_done(), reason, deadline).then(|| op.result.load(Relaxed)))
+    }
+
+    /// See [`super::wait_until`]. Called on a green thread of this reactor's worker.
+    pub(crate) fn wait_until(
+        &self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        reason: WaitReason,
+        deadline: Option<Instant>,
+    ) -> io::Result<bool> {
+        let mask = match interest {
+            Interest::Read => libc::POLLIN | libc::POLLRDHUP,
+            Interest::Write => libc::POLLOUT,
+        };
+        let entry = opcode::PollAdd::new(Fd(fd.as_raw_fd()), mask as u32).build();
+        let op = Completion::new(Vec::new(), None);
+        // Any completion, an error included, means "try the operation again": the
+        // operation itself then reports what is wrong with the descriptor.
+        Ok(self.run(entry, &op, reason, deadline)?.is_some())
+    }
+}
+
+/// Cancels a request whose waiter leaves before its completion.
+struct CancelOnExit<'a> {
+    reactor: &'a UringReactor,
+    op: &'a Arc<Completion>,
+}
+
+impl Drop for CancelOnExit<'_> {
+    fn drop(&mut self) {
+        self.reactor.cancel(self.op);
+    }
+}
+
+impl Drop for UringReactor {
+    fn drop(&mut self) {
+        if self.has_in_flight() || self.wake_armed.load(Relaxed) {
+            let all = opcode::AsyncCancel2::new(CancelBuilder::any())
+                .build()
+                .user_data(CANCEL_KEY);
+            // SAFETY: a cancel request points to no memory of ours.
+            if unsafe { self.push(&all) }.is_ok() {
+                self.enter_now();
+            }
+            let give_up = Instant::now() + DRAIN_LIMIT;
+            while (self.has_in_flight() || self.wake_armed.load(Relaxed))
+                && Instant::now() < give_up
+            {
+                let ts = Timespec::from(Duration::from_millis(50));
+                let _ = self
+                    .ring
+                    .submitter()
+                    .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
+                self.reap();
+            }
+        }
+        if !self.wake_armed.load(Relaxed) {
+            // SAFETY: from `Box::into_raw` in `new`; no read is in flight that writes it.
+            drop(unsafe { Box::from_raw(self.wake_buf) });
+        }
+        // Requests still in flight keep their `Completion`s: leaked, never freed.
+    }
+}
+
+/// Whether an `io_uring_enter` failure leaves the queued entries for a later call.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
+}
+
+/// The io_uring reactor of the calling green thread's worker, if it has one.
+pub(crate) fn current<'a>() -> Option<&'a UringReactor> {
+    context::current_green()?;
+    match &context::current_worker()?.shared().reactor {
+        Reactor::Uring(r) => Some(r),
+        Reactor::Epoll(_) => None,
+    }
+}
+
+/// A file request to make: the entry for a buffer (given as pointer and length).
+pub(crate) type FileEntry<'a> = &'a dyn Fn(Fd, *mut u8, u32) -> squeue::Entry;
+
+impl UringReactor {
+    /// Runs a file request on `buffer` and parks until it completes: the result (bytes
+    /// moved) and the buffer back. `make` builds the entry for the file's descriptor and
+    /// the buffer's pointer and length (at most `u32::MAX` bytes are offered).
+    pub(crate) fn file_request(
+        &self,
+        file: &Arc<std::fs::File>,
+        buffer: Vec<u8>,
+        reason: WaitReason,
+        make: FileEntry<'_>,
+    ) -> io::Result<(usize, Vec<u8>)> {
+        let fd = Fd(file.as_raw_fd());
+        let op = Completion::new(buffer, Some(file.clone()));
+        // SAFETY: the request is not made yet, so the buffer is the waiter's alone.
+        let (ptr, len) = unsafe {
+            let buf = &mut *op.buffer.get();
+            (buf.as_mut_ptr(), buf.len().min(u32::MAX as usize) as u32)
+        };
+        let result = self
+            .run(make(fd, ptr, len), &op, reason, None)?
+            .expect("a request without deadline completes");
+        // SAFETY: `done` was read (Acquire) by `run`: the kernel is finished with it.
+        let buffer = std::mem::take(unsafe { &mut *op.buffer.get() });
+        if result < 0 {
+            return Err(io::Error::from_raw_os_error(-result));
+        }
+        Ok((result as usize, buffer))
+    }
+}
