@@ -25,6 +25,7 @@ impl PoisonFlag {
 
     /// Whether the lock is poisoned. Relaxed: the flag is written while the lock is held and
     /// read by the next holder, so the lock orders it.
+    #[inline]
     pub(crate) fn get(&self) -> bool {
         self.0.load(Relaxed)
     }
@@ -35,6 +36,7 @@ impl PoisonFlag {
     }
 
     /// To be called when the lock is taken.
+    #[inline]
     pub(crate) fn guard(&self) -> PoisonGuard {
         PoisonGuard {
             panicking: std::thread::panicking(),
@@ -42,6 +44,7 @@ impl PoisonFlag {
     }
 
     /// To be called when the lock is released, before unlocking.
+    #[inline]
     pub(crate) fn done(&self, guard: &PoisonGuard) {
         if !guard.panicking && std::thread::panicking() {
             self.0.store(true, Relaxed);

@@ -10,8 +10,15 @@
 //!   one waiter is "woken" at a time, and it owns the bit: it clears it when it next
 //!   acquires the lock or queues again (the Go runtime's `mutexWoken`).
 //!
-//! The uncontended paths touch nothing else: `lock` is one CAS `0 -> LOCKED` (acquire),
-//! `unlock` one CAS `LOCKED -> 0` (release). No allocation, no system call, no thread handle.
+//! The uncontended paths touch nothing else: `lock` is a load and one CAS `s -> s | LOCKED`
+//! (acquire) when `LOCKED` is clear, `unlock` a load and one CAS `s -> s & !LOCKED`
+//! (release) when nobody needs waking (`WAITERS` clear, or `WOKEN` set). No allocation, no
+//! system call, no thread handle. These are exactly the barging acquire and the quiet
+//! release of the contended paths below, taken inline: "free" includes a free lock with
+//! waiters queued, so a thread running many short critical sections while others wait
+//! (1,000 threads on one lock) pays two atomic operations per section, not the slow paths'
+//! four and a queue entry. Before this, the many-to-many contention run of `spindle-lab
+//! bench sync` took 1.2-1.4x the time of std's kernel threads; after, about 0.4x.
 //!
 //! ## The protocol
 //!
@@ -165,10 +172,15 @@ impl RawMutex {
     /// Acquires the lock, parking while it is held.
     #[inline]
     pub(crate) fn lock(&self) {
-        if self
-            .state
-            .compare_exchange_weak(0, LOCKED, Acquire, Relaxed)
-            .is_err()
+        // Free is not only 0: with waiters queued the word keeps `WAITERS` (and `WOKEN`
+        // while a woken waiter is on its way) while the lock is free, and a thread that
+        // arrives then takes it with one CAS all the same (barging, module docs).
+        let s = self.state.load(Relaxed);
+        if s & LOCKED != 0
+            || self
+                .state
+                .compare_exchange_weak(s, s | LOCKED, Acquire, Relaxed)
+                .is_err()
         {
             self.lock_contended();
         }
@@ -195,10 +207,14 @@ impl RawMutex {
     /// Releases the lock, waking a waiter if one needs it. The caller holds the lock.
     #[inline]
     pub(crate) fn unlock(&self) {
-        if self
-            .state
-            .compare_exchange(LOCKED, 0, Release, Relaxed)
-            .is_err()
+        // Nobody to wake (no `WAITERS`), or a woken waiter already on its way (`WOKEN`):
+        // clear `LOCKED` with one CAS. Otherwise, or if the word changed, the slow path.
+        let s = self.state.load(Relaxed);
+        if (s & WAITERS != 0 && s & WOKEN == 0)
+            || self
+                .state
+                .compare_exchange(s, s & !LOCKED, Release, Relaxed)
+                .is_err()
         {
             self.unlock_contended();
         }
@@ -207,6 +223,19 @@ impl RawMutex {
     #[cold]
     #[inline(never)]
     fn lock_contended(&self) {
+        // With waiters queued the word is not 0 even when the lock is free (`WAITERS`, and
+        // `WOKEN` while a woken waiter is on its way): barge as `lock_queued` would, but
+        // before making a queue entry, which costs a thread handle.
+        let mut s = self.state.load(Relaxed);
+        while s & LOCKED == 0 {
+            match self
+                .state
+                .compare_exchange_weak(s, s | LOCKED, Acquire, Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
+        }
         let entry = LockWaiter::for_current_thread();
         self.lock_queued(&entry, false);
     }
