@@ -1,4 +1,5 @@
-//! Stress: 1,000 green threads x 1,000 critical sections on one `Mutex`, many-to-one.
+//! Stress: 1,000 green threads x 1,000 critical sections on one `Mutex`, many-to-one, and
+//! 1,000 x 10,000 in many-to-many, where the threads also run in parallel.
 //!
 //! Full size in release builds (CI runs `cargo test --release`); scaled down by 10 in each
 //! dimension in debug builds so that `cargo test` stays quick.
@@ -37,6 +38,33 @@ fn a_thousand_green_threads_on_one_mutex() {
             h.join().unwrap();
         }
         let n = THREADS * OPS;
+        assert_eq!(*m.lock().unwrap(), (n, n * (n - 1) / 2));
+    });
+}
+
+/// 1,000 green threads x 10,000 critical sections on two workers: count and sum exact.
+#[test]
+fn a_thousand_green_threads_times_ten_thousand_on_one_mutex_in_many_to_many() {
+    const OPS_MN: u64 = OPS * 10;
+    common::run(Model::ManyToMany { workers: 2 }, || {
+        let m = Arc::new(Mutex::new((0u64, 0u64)));
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let m = m.clone();
+                spindle::spawn(move || {
+                    for i in 0..OPS_MN {
+                        let mut g = m.lock().unwrap();
+                        // Read, then write: an increment lost to a second holder shows.
+                        let (count, sum) = *g;
+                        *g = (count + 1, sum + t * OPS_MN + i);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let n = THREADS * OPS_MN;
         assert_eq!(*m.lock().unwrap(), (n, n * (n - 1) / 2));
     });
 }
