@@ -433,6 +433,26 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                 ],
             )
         }
+        Experiment::Accounting => {
+            use crate::bench::accounting::{SHARE_METRIC, YIELD_METRIC};
+            (
+                "accounting: CPU time per green thread, sampled",
+                vec![
+                    bars(
+                        "shares of three threads doing 1, 2 and 3 of 6 units",
+                        "reported share of their CPU time (%, log scale)",
+                        "%",
+                        by_what(SHARE_METRIC, "%"),
+                    ),
+                    bars(
+                        "a yield with accounting on and off, lower is better",
+                        "time per yield (ns, log scale)",
+                        "ns",
+                        by_what(YIELD_METRIC, "ns"),
+                    ),
+                ],
+            )
+        }
     };
     let panels: Vec<Panel> = panels
         .into_iter()

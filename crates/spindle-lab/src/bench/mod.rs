@@ -1,6 +1,7 @@
 //! The experiments. Each one measures its subjects in the same process, one after the
 //! other, so that their figures can be compared as ratios on a shared, drifting machine.
 
+pub mod accounting;
 mod blocking;
 pub mod creation;
 pub mod latency;
@@ -43,10 +44,13 @@ pub enum Experiment {
     /// spindle's Mutex and channel against std's, crossbeam-channel's and tokio's:
     /// uncontended lock + unlock, channel throughput, 1,000 threads on one Mutex.
     Sync,
+    /// CPU time per green thread as sampled: shares of three threads doing 1, 2 and 3
+    /// units, the sum against getrusage, and the cost on a yield.
+    Accounting,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 10] = [
+    pub const ALL: [Experiment; 11] = [
         Experiment::Switch,
         Experiment::Spawn,
         Experiment::Creation,
@@ -57,6 +61,7 @@ impl Experiment {
         Experiment::Blocking,
         Experiment::Latency,
         Experiment::Sync,
+        Experiment::Accounting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Experiment {
             Experiment::Creation => "creation",
             Experiment::Latency => "latency",
             Experiment::Sync => "sync",
+            Experiment::Accounting => "accounting",
         }
     }
 
@@ -154,6 +160,16 @@ impl Experiment {
                  spindle / std lock + unlock at most 1.5, spindle / crossbeam-channel \
                  throughput at least 5, many-to-many / kernel threads' contention time below 1."
             }
+            Experiment::Accounting => {
+                "CPU time per green thread as spindle samples it (a CPU-time timer per \
+                 worker, one sample per millisecond of CPU, charged to the green thread \
+                 running then). Accuracy: three CPU-bound many-to-one green threads do 1, 2 \
+                 and 3 units of N iterations each, interleaved, and report their CPU times: \
+                 each share should be within 5 points of 1/6, 2/6 and 3/6, and their sum \
+                 within 5% of the process's CPU time from getrusage. Overhead: a yield \
+                 ping-pong on a runtime with accounting on against one with it off, \
+                 alternately in this process: at most 1.3x."
+            }
         }
     }
 
@@ -180,6 +196,7 @@ impl Experiment {
             // and tokio current-thread; the contention many-to-many, std threads and
             // one-to-one.
             Experiment::Sync => &[ManyToOne, Std, TokioCurrentThread, ManyToMany, OneToOne],
+            Experiment::Accounting => &[ManyToOne],
         }
     }
 
@@ -233,6 +250,9 @@ impl Experiment {
             (Experiment::Latency, true) => 4,
             (Experiment::Sync, false) => 2_000_000,
             (Experiment::Sync, true) => 100_000,
+            // Iterations of one unit of work (about 0.1 s here; six units per run).
+            (Experiment::Accounting, false) => 100_000_000,
+            (Experiment::Accounting, true) => 40_000_000,
         }
     }
 
@@ -273,6 +293,7 @@ impl Experiment {
             Experiment::Creation => return creation::run(&subjects, n),
             Experiment::Latency => return latency::run(&subjects, n, quick),
             Experiment::Sync => return sync::run(&subjects, n, quick),
+            Experiment::Accounting => return accounting::run(&subjects, n, quick),
         };
         let mut figures = Vec::new();
         for s in subjects {

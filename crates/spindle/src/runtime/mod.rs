@@ -29,6 +29,7 @@
 mod model;
 
 pub use crate::io::IoBackend;
+pub use crate::sched::cpu_sampler::SAMPLE_INTERVAL as CPU_SAMPLE_INTERVAL;
 pub use crate::sched::monitor::{
     StallCause, StallEvent, DEFAULT_STALL_THRESHOLD, DEFAULT_TIME_SLICE, MAX_STALL_EVENTS,
 };
@@ -61,6 +62,7 @@ pub struct Builder {
     blocking: BlockingConfig,
     migrates: bool,
     io_backend: Option<IoBackend>,
+    cpu_accounting: bool,
 }
 
 impl Default for Builder {
@@ -72,6 +74,7 @@ impl Default for Builder {
             blocking: BlockingConfig::default(),
             migrates: false,
             io_backend: None,
+            cpu_accounting: true,
         }
     }
 }
@@ -174,6 +177,21 @@ impl Builder {
         self
     }
 
+    /// Turns CPU accounting per green thread on (the default) or off.
+    ///
+    /// With it on, each worker's kernel thread samples its own CPU clock every
+    /// [`CPU_SAMPLE_INTERVAL`] of CPU time it uses (a POSIX CPU-time timer raising
+    /// `SIGRTMIN + 6` on that thread) and charges the sample to the green thread running
+    /// then; [`crate::Thread::cpu_time`] reports the total. A context switch costs nothing
+    /// more. Turn it off if the program uses that signal itself, or to avoid the rare
+    /// `EINTR` a sample can cause in a system call that Linux does not restart
+    /// (`sched/cpu_sampler.rs` has the details). Ignored in the one-to-one model, whose
+    /// threads' CPU time the kernel keeps.
+    pub fn cpu_accounting(mut self, yes: bool) -> Builder {
+        self.cpu_accounting = yes;
+        self
+    }
+
     /// Builds the runtime. Fails with `InvalidInput` and a message naming the setting if a
     /// setting is out of range, or with the system's error if a kernel thread cannot start.
     pub fn build(self) -> io::Result<Runtime> {
@@ -218,6 +236,7 @@ impl Builder {
                 blocking,
                 self.migrates,
                 io_backend.expect("resolved for green models"),
+                self.cpu_accounting,
             )?),
             Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
             Model::ManyToMany { workers: 0 } => {
@@ -242,6 +261,7 @@ impl Builder {
                 blocking,
                 self.migrates,
                 io_backend.expect("resolved for green models"),
+                self.cpu_accounting,
             )?),
         };
         Ok(Runtime {

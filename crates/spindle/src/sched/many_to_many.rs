@@ -23,6 +23,7 @@ pub(crate) fn start(
     blocking: BlockingConfig,
     migrates: bool,
     io_backend: IoBackend,
+    cpu_accounting: bool,
 ) -> io::Result<GreenRuntime> {
     GreenRuntime::start(PoolConfig {
         workers,
@@ -32,6 +33,7 @@ pub(crate) fn start(
         blocking,
         migrates,
         io_backend,
+        cpu_accounting,
         thread_name: "spindle-mn",
     })
 }

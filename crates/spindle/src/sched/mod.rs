@@ -5,6 +5,7 @@
 //! `README.md` beside this file.
 
 pub(crate) mod context;
+pub(crate) mod cpu_sampler;
 pub(crate) mod hand_off;
 pub(crate) mod idle;
 pub(crate) mod many_to_many;

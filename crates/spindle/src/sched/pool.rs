@@ -42,6 +42,8 @@ pub(crate) struct PoolConfig {
     pub(crate) migrates: bool,
     /// The reactors' backend, resolved (not `Auto`).
     pub(crate) io_backend: IoBackend,
+    /// Whether each worker's kernel thread samples its CPU clock (`sched/cpu_sampler.rs`).
+    pub(crate) cpu_accounting: bool,
     /// Time slice and stall reporting.
     pub(crate) monitor: MonitorConfig,
     /// The helper pool of `spindle::unblock`.
@@ -63,6 +65,8 @@ pub(crate) struct PoolShared {
     pub(crate) steals: bool,
     /// The opt-in of `Builder::migrate_started_threads`.
     pub(crate) migrates: bool,
+    /// Whether workers sample their CPU clocks (`sched/cpu_sampler.rs`).
+    pub(crate) cpu_accounting: bool,
     /// Per worker: its driver state and the kernel thread driving it now.
     pub(crate) drivers: Vec<DriverSlot>,
     pub(crate) default_stack_size: usize,
@@ -231,6 +235,7 @@ impl GreenRuntime {
             idle: IdleSet::new(),
             steals: config.steals,
             migrates: config.migrates,
+            cpu_accounting: config.cpu_accounting,
             drivers: (0..n).map(|_| DriverSlot::default()).collect(),
             default_stack_size: config.stack_size,
             shutdown: AtomicBool::new(false),

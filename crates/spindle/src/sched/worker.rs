@@ -20,6 +20,7 @@ use corosensei::CoroutineResult;
 
 use crate::io::{IoBackend, Reactor};
 use crate::sched::context;
+use crate::sched::cpu_sampler::CpuSampler;
 use crate::sched::hand_off::{self, DriverWord, Filing};
 use crate::sched::monitor::WorkerWatch;
 use crate::sched::pool::{retry, PoolShared};
@@ -442,6 +443,19 @@ impl Worker {
     fn drive(&self) {
         context::set_current_worker(self);
         stack::prepare_thread_for_green_stacks();
+        // Samples this kernel thread's CPU clock for as long as it drives (a kernel thread
+        // that takes the worker over after a hand-off starts its own).
+        let _sampler = self.pool.cpu_accounting.then(|| match CpuSampler::start() {
+            Ok(sampler) => Some(sampler),
+            Err(e) => {
+                eprintln!(
+                    "spindle: worker {}: CPU accounting is off on this kernel thread: \
+                     cannot arm its CPU-time timer: {e}",
+                    self.index
+                );
+                None
+            }
+        });
         self.shared
             .watch
             .tid

@@ -10,6 +10,7 @@
 //!   between kernel threads: see DESIGN.md), which is what makes the `Sync` impl sound.
 
 use std::cell::UnsafeCell;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,6 +75,8 @@ pub(crate) struct GreenLocal {
 pub(crate) struct GreenTask {
     /// The park word (`task/park_word.rs`).
     pub(crate) state: ParkWord,
+    /// CPU-time samples taken while this thread ran (`sched/cpu_sampler.rs`).
+    pub(crate) cpu_samples: AtomicU64,
     /// The worker that owns this thread (see [`GreenTask::owner`]).
     owner: UnsafeCell<Arc<WorkerShared>>,
     local: UnsafeCell<GreenLocal>,
@@ -101,6 +104,7 @@ impl GreenTask {
     pub(crate) fn new(owner: Arc<WorkerShared>, body: Body, stack_size: usize) -> GreenTask {
         GreenTask {
             state: ParkWord::new(),
+            cpu_samples: AtomicU64::new(0),
             owner: UnsafeCell::new(owner),
             local: UnsafeCell::new(GreenLocal {
                 body,

@@ -140,6 +140,20 @@ impl Thread {
         matches!(self.inner.kind, ThreadKind::Green(_))
     }
 
+    /// The CPU time (user plus system) this green thread has used so far, as sampled by
+    /// its runtime: a multiple of [`crate::runtime::CPU_SAMPLE_INTERVAL`], accurate to a
+    /// few intervals (see [`crate::runtime::Builder::cpu_accounting`]). Zero when the
+    /// runtime's accounting is off; `None` for a kernel thread, whose CPU time the kernel
+    /// keeps (`CLOCK_THREAD_CPUTIME_ID`, `getrusage`).
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        match &self.inner.kind {
+            ThreadKind::Green(g) => Some(crate::sched::cpu_sampler::samples_to_time(
+                g.cpu_samples.load(std::sync::atomic::Ordering::Relaxed),
+            )),
+            ThreadKind::Kernel(_) => None,
+        }
+    }
+
     /// Makes the thread's park token available, waking it if it is parked.
     ///
     /// The semantics are `std::thread::Thread::unpark`'s: a token, not a counter. If the
