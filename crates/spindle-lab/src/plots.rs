@@ -453,6 +453,44 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                 ],
             )
         }
+        Experiment::Http => {
+            use crate::bench::http::{LATENCY_METRIC, RPS_METRIC};
+            (
+                "http: a keep-alive server loaded by wrk, 256 connections",
+                vec![
+                    bars(
+                        "throughput, higher is better",
+                        "requests per second (log scale)",
+                        "req/s",
+                        figures
+                            .iter()
+                            .filter(|f| f.measured() && f.metric.starts_with(RPS_METRIC))
+                            .map(|f| Bar {
+                                label: f.subject.clone(),
+                                key: f.subject.clone(),
+                                value: f.value,
+                            })
+                            .collect(),
+                    ),
+                    bars(
+                        "latency percentiles, lower is better",
+                        "latency (ms, log scale)",
+                        "ms",
+                        measured(figures, LATENCY_METRIC)
+                            .map(|f| Bar {
+                                label: format!(
+                                    "{}, {}",
+                                    f.subject,
+                                    f.metric.split(", ").next().unwrap_or(&f.metric)
+                                ),
+                                key: f.subject.clone(),
+                                value: f.value,
+                            })
+                            .collect(),
+                    ),
+                ],
+            )
+        }
     };
     let panels: Vec<Panel> = panels
         .into_iter()

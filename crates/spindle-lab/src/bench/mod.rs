@@ -4,6 +4,7 @@
 pub mod accounting;
 mod blocking;
 pub mod creation;
+pub mod http;
 pub mod latency;
 mod memory;
 mod parallel;
@@ -47,10 +48,12 @@ pub enum Experiment {
     /// CPU time per green thread as sampled: shares of three threads doing 1, 2 and 3
     /// units, the sum against getrusage, and the cost on a yield.
     Accounting,
+    /// examples/http_hello against tokio, loaded by wrk: requests per second, latency.
+    Http,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 11] = [
+    pub const ALL: [Experiment; 12] = [
         Experiment::Switch,
         Experiment::Spawn,
         Experiment::Creation,
@@ -62,6 +65,7 @@ impl Experiment {
         Experiment::Latency,
         Experiment::Sync,
         Experiment::Accounting,
+        Experiment::Http,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Experiment {
             Experiment::Latency => "latency",
             Experiment::Sync => "sync",
             Experiment::Accounting => "accounting",
+            Experiment::Http => "http",
         }
     }
 
@@ -170,6 +175,17 @@ impl Experiment {
                  ping-pong on a runtime with accounting on against one with it off, \
                  alternately in this process: at most 1.3x."
             }
+            Experiment::Http => {
+                "A minimal HTTP/1.1 keep-alive server answering every request with a fixed \
+                 body, loaded by wrk (2 threads, 256 connections) for N seconds per server, in two rounds (the second in reverse order; the best counts): \
+                 spindle's is examples/http_hello (its server.rs compiled in), one green \
+                 thread per connection, in many-to-one and in many-to-many with 2 workers; \
+                 tokio's answers with the same request scanner and response, one task per \
+                 connection, on a current-thread and a 2-worker multi-thread runtime. wrk \
+                 shares the machine's 2 cores with the server. Targets: spindle many-to-one \
+                 serves at least as many requests per second as tokio current-thread, and \
+                 many-to-many at least as many as tokio multi-thread."
+            }
         }
     }
 
@@ -197,6 +213,8 @@ impl Experiment {
             // one-to-one.
             Experiment::Sync => &[ManyToOne, Std, TokioCurrentThread, ManyToMany, OneToOne],
             Experiment::Accounting => &[ManyToOne],
+            // Each baseline right before its spindle counterpart.
+            Experiment::Http => &[TokioCurrentThread, ManyToOne, TokioMultiThread, ManyToMany],
         }
     }
 
@@ -253,6 +271,9 @@ impl Experiment {
             // Iterations of one unit of work (about 0.1 s here; six units per run).
             (Experiment::Accounting, false) => 100_000_000,
             (Experiment::Accounting, true) => 40_000_000,
+            // Seconds of load per server.
+            (Experiment::Http, false) => 3,
+            (Experiment::Http, true) => 1,
         }
     }
 
@@ -294,6 +315,7 @@ impl Experiment {
             Experiment::Latency => return latency::run(&subjects, n, quick),
             Experiment::Sync => return sync::run(&subjects, n, quick),
             Experiment::Accounting => return accounting::run(&subjects, n, quick),
+            Experiment::Http => return http::run(&subjects, n, quick),
         };
         let mut figures = Vec::new();
         for s in subjects {

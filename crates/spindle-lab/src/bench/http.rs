@@ -1,0 +1,354 @@
+//! http: requests per second and tail latency of a minimal HTTP/1.1 keep-alive server,
+//! loaded by wrk with 256 connections.
+//!
+//! spindle's server is `crates/spindle/examples/http_hello`: its `server.rs` is compiled
+//! into this module as it is, so the lab loads exactly the example's code (one green thread
+//! per connection, blocking-style reads and writes). tokio's server answers with the same
+//! request scanner and the same response, one task per connection. Each server runs in a
+//! runtime of this process on a port of its own; wrk (Debian's package, an external
+//! process with two threads) loads it for the same duration, and its output gives the
+//! requests per second and the latency percentiles. The machine has two cores, which wrk
+//! shares with the server: the figures are comparable within a run, not absolute.
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::Command;
+
+use super::Subject;
+use crate::figures::Figure;
+
+#[path = "../../../spindle/examples/http_hello/server.rs"]
+mod server;
+
+const EXPERIMENT: &str = "http";
+
+/// The start of the throughput figures' metric.
+pub const RPS_METRIC: &str = "requests per second";
+/// The start of the latency figures' metrics.
+pub const LATENCY_METRIC: &str = "latency";
+
+/// wrk's open connections, and its threads.
+const CONNECTIONS: u32 = 256;
+const WRK_THREADS: u32 = 2;
+
+/// Workers of the many-to-many subjects, spindle's and tokio's alike.
+const WORKERS: usize = 2;
+
+/// What wrk reported for one server.
+struct Load {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// wrk's "Socket errors" and "Non-2xx" lines, if any.
+    errors: Option<String>,
+}
+
+/// Runs wrk against `addr` for `secs` seconds.
+fn wrk(addr: SocketAddr, secs: u64) -> io::Result<Load> {
+    let out = Command::new("wrk")
+        .args([
+            format!("-t{WRK_THREADS}"),
+            format!("-c{CONNECTIONS}"),
+            format!("-d{secs}s"),
+            "--latency".into(),
+            format!("http://{addr}/"),
+        ])
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run wrk: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    parse_wrk(&text)
+}
+
+/// Reads wrk's report: "Requests/sec:", the latency distribution's 50% and 99% lines, and
+/// any error lines.
+fn parse_wrk(text: &str) -> io::Result<Load> {
+    let bad = |what: &str| io::Error::other(format!("cannot read {what} in wrk's output:\n{text}"));
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(str::trim))
+    };
+    let requests_per_sec = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("Requests/sec"))?;
+    let p50_ms = field("50%")
+        .and_then(duration_ms)
+        .ok_or_else(|| bad("the 50% latency"))?;
+    let p99_ms = field("99%")
+        .and_then(duration_ms)
+        .ok_or_else(|| bad("the 99% latency"))?;
+    let errors: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Socket errors") || l.starts_with("Non-2xx"))
+        .collect();
+    Ok(Load {
+        requests_per_sec,
+        p50_ms,
+        p99_ms,
+        errors: (!errors.is_empty()).then(|| errors.join("; ")),
+    })
+}
+
+/// A wrk duration ("812.00us", "3.41ms", "1.02s", "2.00m") in milliseconds.
+fn duration_ms(v: &str) -> Option<f64> {
+    let unit_at = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = v.split_at(unit_at);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1e3,
+        "ms" => number,
+        "s" => number * 1e3,
+        "m" => number * 60e3,
+        _ => return None,
+    })
+}
+
+/// Starts spindle's server (the example's) on a runtime of `model`.
+fn start_spindle(model: spindle::Model) -> io::Result<(spindle::Runtime, SocketAddr)> {
+    let rt = spindle::Runtime::builder().model(model).build()?;
+    let listener = spindle::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    // Dropping the runtime at the end cancels the accept loop and every connection.
+    drop(rt.spawn(move || server::serve(listener)));
+    Ok((rt, addr))
+}
+
+/// One tokio connection: the same scanner and response as spindle's server.
+async fn tokio_connection(mut stream: tokio::net::TcpStream) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0;
+    let mut out = Vec::with_capacity(server::RESPONSE.len() * 4);
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = stream.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        filled += n;
+        let requests = server::complete_requests(&buf[..filled])
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
+        out.clear();
+        for _ in 0..requests.count {
+            out.extend_from_slice(server::RESPONSE);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+        }
+        if requests.close {
+            return Ok(());
+        }
+        buf.copy_within(requests.consumed..filled, 0);
+        filled -= requests.consumed;
+    }
+}
+
+/// Starts tokio's server on `rt`.
+fn start_tokio(rt: &tokio::runtime::Runtime) -> io::Result<SocketAddr> {
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = tokio_connection(stream).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// The servers, in the order they are loaded (each baseline before its spindle
+/// counterpart), and their subjects.
+const SERVERS: [Subject; 4] = [
+    Subject::TokioCurrentThread,
+    Subject::ManyToOne,
+    Subject::TokioMultiThread,
+    Subject::ManyToMany,
+];
+
+/// Loads one server for `secs` seconds.
+fn load(subject: Subject, secs: u64) -> io::Result<Load> {
+    match subject {
+        Subject::ManyToOne => {
+            let (_rt, addr) = start_spindle(spindle::Model::ManyToOne)?;
+            wrk(addr, secs)
+        }
+        Subject::ManyToMany => {
+            let (_rt, addr) = start_spindle(spindle::Model::ManyToMany { workers: WORKERS })?;
+            wrk(addr, secs)
+        }
+        Subject::TokioCurrentThread | Subject::TokioMultiThread => {
+            let rt = if subject == Subject::TokioCurrentThread {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()?
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(WORKERS)
+                    .enable_io()
+                    .build()?
+            };
+            let addr = start_tokio(&rt)?;
+            if subject == Subject::TokioCurrentThread {
+                // A current-thread runtime runs only inside `block_on`: drive it there
+                // for as long as wrk runs.
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                let wrk_thread = std::thread::spawn(move || {
+                    let load = wrk(addr, secs);
+                    let _ = done_tx.send(());
+                    load
+                });
+                rt.block_on(async {
+                    let _ = done_rx.await;
+                });
+                wrk_thread
+                    .join()
+                    .map_err(|_| io::Error::other("the wrk thread panicked"))?
+            } else {
+                wrk(addr, secs)
+            }
+        }
+        _ => Err(io::Error::other(format!(
+            "http does not measure {}",
+            subject.name()
+        ))),
+    }
+}
+
+/// The subject's label: many-to-many subjects say how many workers they have.
+fn label(subject: Subject) -> String {
+    match subject {
+        Subject::ManyToMany | Subject::TokioMultiThread => {
+            format!("{} ({WORKERS} workers)", subject.name())
+        }
+        _ => subject.name().to_string(),
+    }
+}
+
+/// Loads each of `subjects` for `n` seconds (in two rounds, one under `--quick`, the best
+/// counting), then the ratios the issue sets targets for.
+pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>> {
+    let rounds = if quick { 1 } else { 2 };
+    let what = format!("{CONNECTIONS} connections, {n} s, best of {rounds}");
+    if Command::new("wrk").arg("--version").output().is_err() {
+        return Ok(subjects
+            .iter()
+            .map(|&s| {
+                Figure::skipped(
+                    EXPERIMENT,
+                    &label(s),
+                    &format!("{RPS_METRIC}, {what}"),
+                    "wrk is not installed (Debian: apt-get install wrk)",
+                    n,
+                )
+            })
+            .collect());
+    }
+    // Two rounds, the second in reverse order, and each server's best round counts: a
+    // server loaded while this shared VM has a slow phase would otherwise lose to one that
+    // was not.
+    let order: Vec<Subject> = SERVERS
+        .into_iter()
+        .filter(|s| subjects.contains(s))
+        .collect();
+    let mut best: Vec<(Subject, Load)> = Vec::new();
+    for round in 0..rounds {
+        let this_round: Vec<Subject> = if round % 2 == 0 {
+            order.clone()
+        } else {
+            order.iter().rev().copied().collect()
+        };
+        for subject in this_round {
+            let load = load(subject, n)?;
+            match best.iter_mut().find(|(s, _)| *s == subject) {
+                Some((_, b)) if b.requests_per_sec >= load.requests_per_sec => {}
+                Some((_, b)) => *b = load,
+                None => best.push((subject, load)),
+            }
+        }
+    }
+    let mut figures = Vec::new();
+    let mut rps = Vec::new();
+    for subject in order {
+        let Some((_, load)) = best.iter().find(|(s, _)| *s == subject) else {
+            continue;
+        };
+        let name = label(subject);
+        let mut f = Figure::new(
+            EXPERIMENT,
+            &name,
+            &format!("{RPS_METRIC}, {what}"),
+            load.requests_per_sec,
+            "req/s",
+            u64::from(CONNECTIONS),
+        );
+        if let Some(errors) = &load.errors {
+            f = f.with_note(format!("http, {name}: wrk reported {errors}"));
+        }
+        figures.push(f);
+        for (pct, ms) in [("p50", load.p50_ms), ("p99", load.p99_ms)] {
+            figures.push(Figure::new(
+                EXPERIMENT,
+                &name,
+                &format!("{LATENCY_METRIC} {pct}, {what}"),
+                ms,
+                "ms",
+                u64::from(CONNECTIONS),
+            ));
+        }
+        rps.push((subject, load.requests_per_sec));
+    }
+    let of = |s: Subject| rps.iter().find(|(t, _)| *t == s).map(|(_, v)| *v);
+    for (this, base, target) in [
+        (
+            Subject::ManyToOne,
+            Subject::TokioCurrentThread,
+            "at least 1",
+        ),
+        (Subject::ManyToMany, Subject::TokioMultiThread, "at least 1"),
+    ] {
+        if let (Some(a), Some(b)) = (of(this), of(base)) {
+            figures.push(Figure::new(
+                EXPERIMENT,
+                &label(this),
+                &format!("requests per second / {}'s (target: {target})", label(base)),
+                a / b,
+                "x",
+                u64::from(CONNECTIONS),
+            ));
+        }
+    }
+    Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration_ms, parse_wrk};
+
+    #[test]
+    fn reads_wrk_output() {
+        let text = "Running 1s test @ http://127.0.0.1:1/\n  2 threads and 256 connections\n  \
+                    Latency Distribution\n     50%    2.88ms\n     75%  812.00us\n     90%    \
+                    1.20s\n     99%  109.44ms\n  85655 requests in 1.00s\nRequests/sec:  \
+                    85655.82\nTransfer/sec:      7.51MB\n";
+        let load = parse_wrk(text).unwrap();
+        assert_eq!(load.requests_per_sec, 85655.82);
+        assert_eq!((load.p50_ms, load.p99_ms), (2.88, 109.44));
+        assert!(load.errors.is_none());
+        assert_eq!(duration_ms("812.00us"), Some(0.812));
+        assert_eq!(duration_ms("1.5s"), Some(1500.0));
+        assert!(parse_wrk("nothing").is_err());
+    }
+}
