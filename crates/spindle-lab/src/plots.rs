@@ -334,6 +334,9 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                         f.measured()
                             && (f.metric.starts_with("longest gap between ticks")
                                 || f.metric.starts_with("time blocked"))
+                            && !f
+                                .metric
+                                .starts_with(crate::bench::blocking_cure::CURE_METRIC)
                     })
                     .map(|f| Bar {
                         label: f.subject.clone(),

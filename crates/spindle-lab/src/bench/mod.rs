@@ -3,6 +3,7 @@
 
 pub mod accounting;
 mod blocking;
+pub mod blocking_cure;
 pub mod creation;
 pub mod http;
 pub mod latency;
