@@ -99,7 +99,8 @@ impl Case {
             Subject::Std
             | Subject::Corosensei
             | Subject::TokioCurrentThread
-            | Subject::TokioMultiThread => {
+            | Subject::TokioMultiThread
+            | Subject::May => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(

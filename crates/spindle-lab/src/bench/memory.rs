@@ -143,7 +143,8 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
         | Subject::Std
         | Subject::ManyToMany
         | Subject::TokioCurrentThread
-        | Subject::TokioMultiThread => return Ok(Vec::new()),
+        | Subject::TokioMultiThread
+        | Subject::May => return Ok(Vec::new()),
         Subject::ManyToOne => {
             let rt = subject
                 .runtime(Some(GREEN_STACK))?

@@ -9,6 +9,7 @@ pub mod http;
 pub mod latency;
 mod memory;
 mod parallel;
+mod peers;
 mod pingpong;
 mod skynet;
 mod spawn;
@@ -194,8 +195,15 @@ impl Experiment {
     pub fn subjects(self) -> &'static [Subject] {
         use Subject::*;
         match self {
-            Experiment::Switch => &[Corosensei, ManyToOne, OneToOne, Std],
-            Experiment::Spawn | Experiment::Pingpong => &[ManyToOne, OneToOne, Std],
+            Experiment::Switch | Experiment::Pingpong => &[
+                Corosensei,
+                ManyToOne,
+                TokioCurrentThread,
+                May,
+                OneToOne,
+                Std,
+            ],
+            Experiment::Spawn => &[ManyToOne, OneToOne, Std],
             Experiment::Memory => &[ManyToOne, OneToOne],
             // Each subject runs in a child process of its own (skynet.rs), so the order no
             // longer shapes the figures; peers first all the same.
@@ -343,6 +351,8 @@ pub enum Subject {
     TokioCurrentThread,
     /// tokio's multi-thread runtime: async tasks on a pool of workers.
     TokioMultiThread,
+    /// may's stackful coroutines, on one worker (the switch and pingpong peers).
+    May,
 }
 
 impl Subject {
@@ -355,6 +365,7 @@ impl Subject {
             Subject::ManyToMany => "spindle many-to-many",
             Subject::TokioCurrentThread => "tokio current-thread",
             Subject::TokioMultiThread => "tokio multi-thread",
+            Subject::May => "may (1 worker)",
         }
     }
 

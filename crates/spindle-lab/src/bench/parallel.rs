@@ -201,7 +201,10 @@ fn measure(
         Subject::ManyToOne => spindle::Model::ManyToOne,
         Subject::ManyToMany => spindle::Model::ManyToMany { workers },
         Subject::OneToOne => spindle::Model::OneToOne,
-        Subject::Corosensei | Subject::TokioCurrentThread | Subject::TokioMultiThread => {
+        Subject::Corosensei
+        | Subject::TokioCurrentThread
+        | Subject::TokioMultiThread
+        | Subject::May => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(

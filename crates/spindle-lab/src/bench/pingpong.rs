@@ -31,10 +31,15 @@ fn spindle_round_trips(ops: u64) -> std::time::Duration {
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
-        Subject::Corosensei
-        | Subject::ManyToMany
-        | Subject::TokioCurrentThread
-        | Subject::TokioMultiThread => return Ok(Vec::new()),
+        Subject::Corosensei | Subject::ManyToMany | Subject::TokioMultiThread => {
+            return Ok(Vec::new())
+        }
+        Subject::TokioCurrentThread => {
+            let rt = super::peers::tokio_runtime()?;
+            let ns = ns_per_op(RUNS, n, || super::peers::tokio_round_trips(&rt, n));
+            (ns, n)
+        }
+        Subject::May => (ns_per_op(RUNS, n, || super::peers::may_round_trips(n)), n),
         Subject::ManyToOne | Subject::OneToOne => {
             let ops = if subject == Subject::ManyToOne {
                 n
@@ -69,10 +74,11 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
             (ns, ops)
         }
     };
-    let what = if subject == Subject::Std {
-        "round trip (std mpsc)"
-    } else {
-        "round trip"
+    let what = match subject {
+        Subject::Std => "round trip (std mpsc)",
+        Subject::TokioCurrentThread => "round trip (tokio mpsc, capacity 1)",
+        Subject::May => "round trip (may mpsc)",
+        _ => "round trip",
     };
     Ok(vec![Figure::new(
         "pingpong",

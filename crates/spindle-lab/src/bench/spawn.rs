@@ -13,7 +13,8 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
         Subject::Corosensei
         | Subject::ManyToMany
         | Subject::TokioCurrentThread
-        | Subject::TokioMultiThread => return Ok(Vec::new()),
+        | Subject::TokioMultiThread
+        | Subject::May => return Ok(Vec::new()),
         Subject::ManyToOne | Subject::OneToOne => {
             let ops = if subject == Subject::ManyToOne {
                 n

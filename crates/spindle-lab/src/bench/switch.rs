@@ -12,9 +12,13 @@ const RUNS: usize = 5;
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
-        Subject::ManyToMany | Subject::TokioCurrentThread | Subject::TokioMultiThread => {
-            return Ok(Vec::new())
+        Subject::ManyToMany | Subject::TokioMultiThread => return Ok(Vec::new()),
+        Subject::TokioCurrentThread => {
+            let rt = super::peers::tokio_runtime()?;
+            let ns = ns_per_op(RUNS, 2 * n, || super::peers::tokio_yields(&rt, n));
+            (ns, n)
         }
+        Subject::May => (ns_per_op(RUNS, 2 * n, || super::peers::may_yields(n)), n),
         Subject::Corosensei => {
             // One resume plus one suspend: what a yield between two green threads does.
             let mut co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| loop {
