@@ -100,7 +100,8 @@ impl Case {
             | Subject::Corosensei
             | Subject::TokioCurrentThread
             | Subject::TokioMultiThread
-            | Subject::May => {
+            | Subject::May
+            | Subject::Go => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(

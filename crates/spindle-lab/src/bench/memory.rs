@@ -144,7 +144,8 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
         | Subject::ManyToMany
         | Subject::TokioCurrentThread
         | Subject::TokioMultiThread
-        | Subject::May => return Ok(Vec::new()),
+        | Subject::May
+        | Subject::Go => return Ok(Vec::new()),
         Subject::ManyToOne => {
             let rt = subject
                 .runtime(Some(GREEN_STACK))?

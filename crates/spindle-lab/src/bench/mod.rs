@@ -5,6 +5,7 @@ pub mod accounting;
 mod blocking;
 pub mod blocking_cure;
 pub mod creation;
+mod go_peer;
 pub mod http;
 pub mod latency;
 mod memory;
@@ -200,10 +201,11 @@ impl Experiment {
                 ManyToOne,
                 TokioCurrentThread,
                 May,
+                Go,
                 OneToOne,
                 Std,
             ],
-            Experiment::Spawn => &[ManyToOne, OneToOne, Std],
+            Experiment::Spawn => &[ManyToOne, Go, OneToOne, Std],
             Experiment::Memory => &[ManyToOne, OneToOne],
             // Each subject runs in a child process of its own (skynet.rs), so the order no
             // longer shapes the figures; peers first all the same.
@@ -353,6 +355,8 @@ pub enum Subject {
     TokioMultiThread,
     /// may's stackful coroutines, on one worker (the switch and pingpong peers).
     May,
+    /// Go's goroutines with GOMAXPROCS=1, when a `go` toolchain is on PATH.
+    Go,
 }
 
 impl Subject {
@@ -366,6 +370,7 @@ impl Subject {
             Subject::TokioCurrentThread => "tokio current-thread",
             Subject::TokioMultiThread => "tokio multi-thread",
             Subject::May => "may (1 worker)",
+            Subject::Go => "Go (GOMAXPROCS=1)",
         }
     }
 
@@ -380,6 +385,17 @@ impl Subject {
         };
         build_runtime(model, stack_size).map(Some)
     }
+}
+
+/// The Go peer's figure for `experiment` (`operation` in the Go program), or a skipped
+/// figure saying why Go cannot be measured here.
+fn go_figure(experiment: &str, metric: &str, operation: &str, n: u64) -> io::Result<Vec<Figure>> {
+    let subject = Subject::Go.name();
+    if let Some(why) = go_peer::unavailable() {
+        return Ok(vec![Figure::skipped(experiment, subject, metric, why, n)]);
+    }
+    let ns = go_peer::median_ns(operation, n, 3)?;
+    Ok(vec![Figure::new(experiment, subject, metric, ns, "ns", n)])
 }
 
 /// Builds a spindle runtime for `model`, with green stacks of `stack_size` bytes if given.

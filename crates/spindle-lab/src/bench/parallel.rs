@@ -204,7 +204,8 @@ fn measure(
         Subject::Corosensei
         | Subject::TokioCurrentThread
         | Subject::TokioMultiThread
-        | Subject::May => {
+        | Subject::May
+        | Subject::Go => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(

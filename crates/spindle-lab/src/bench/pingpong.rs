@@ -31,6 +31,14 @@ fn spindle_round_trips(ops: u64) -> std::time::Duration {
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
+        Subject::Go => {
+            return super::go_figure(
+                "pingpong",
+                "round trip (Go channel, capacity 1)",
+                "pingpong",
+                n,
+            )
+        }
         Subject::Corosensei | Subject::ManyToMany | Subject::TokioMultiThread => {
             return Ok(Vec::new())
         }

@@ -101,7 +101,7 @@ fn expected_sum(leaves: u64) -> io::Result<u64> {
 /// How `subject` appears in the figures: pools say how many workers they have.
 fn label(subject: Subject) -> String {
     match subject {
-        Subject::ManyToMany | Subject::TokioMultiThread | Subject::May => {
+        Subject::ManyToMany | Subject::TokioMultiThread | Subject::May | Subject::Go => {
             format!("{} ({WORKERS} workers)", subject.name())
         }
         _ => subject.name().to_string(),
@@ -236,7 +236,7 @@ fn measure_here(subject: Subject, leaves: u64, runs: usize) -> io::Result<Figure
                 samples
             })
         }
-        Subject::Std | Subject::Corosensei | Subject::May => {
+        Subject::Std | Subject::Corosensei | Subject::May | Subject::Go => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the skynet experiment does not measure {}", subject.name()),

@@ -10,6 +10,7 @@ const RUNS: usize = 5;
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
+        Subject::Go => return super::go_figure("spawn", "spawn + join", "spawn", n),
         Subject::Corosensei
         | Subject::ManyToMany
         | Subject::TokioCurrentThread

@@ -12,6 +12,7 @@ const RUNS: usize = 5;
 
 pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     let (ns, ops) = match subject {
+        Subject::Go => return super::go_figure("switch", "yield", "yield", n),
         Subject::ManyToMany | Subject::TokioMultiThread => return Ok(Vec::new()),
         Subject::TokioCurrentThread => {
             let rt = super::peers::tokio_runtime()?;
