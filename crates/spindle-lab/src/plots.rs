@@ -467,7 +467,11 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                         "req/s",
                         figures
                             .iter()
-                            .filter(|f| f.measured() && f.metric.starts_with(RPS_METRIC))
+                            .filter(|f| {
+                                f.measured()
+                                    && f.unit == "req/s"
+                                    && f.metric.starts_with(RPS_METRIC)
+                            })
                             .map(|f| Bar {
                                 label: f.subject.clone(),
                                 key: f.subject.clone(),

@@ -427,3 +427,32 @@ fn works_outside_a_runtime() {
     client.shutdown(Shutdown::Write).unwrap();
     server.join().unwrap();
 }
+
+/// A green thread whose socket calls never wait still gives way (the net module's
+/// "Fairness"): in many-to-one, another ready thread runs before 1,000 such calls end.
+#[test]
+fn socket_calls_that_never_wait_still_let_others_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    common::run(Model::ManyToOne, || {
+        let (listener, addr) = listener();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (&client).write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        // Make sure the byte has arrived, so that every peek below succeeds at once.
+        assert_eq!(server.peek(&mut byte).unwrap(), 1);
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let flag = other_ran.clone();
+        let other = spindle::spawn(move || flag.store(true, Ordering::SeqCst));
+        let seen_at = (0..1000).find(|_| {
+            assert_eq!(server.peek(&mut byte).unwrap(), 1);
+            other_ran.load(Ordering::SeqCst)
+        });
+        assert!(
+            seen_at.is_some(),
+            "1,000 socket calls and the other thread never ran"
+        );
+        other.join().unwrap();
+    });
+}

@@ -56,6 +56,17 @@
 //! `accept`, and a full backlog makes the kernel drop handshakes, which clients then retry
 //! only a second later.
 //!
+//! # Fairness
+//!
+//! A call that need not wait does not switch, so a thread whose peer always has the next
+//! request ready (a busy server's connection) could keep its worker for as long as that
+//! lasts while the other connections' threads, ready too, wait: one connection's tail
+//! latency grew to 48 ms under `spindle-lab bench http`. So every socket call that
+//! completes spends one unit of a budget of its kernel thread, and the call that empties
+//! it yields ([`crate::yield_now`]) after completing, which lets the others, and the
+//! reactor's check, in: tokio's cooperative budget does the same for its tasks. See
+//! `io_budget.rs`.
+//!
 //! # Timeouts
 //!
 //! `set_read_timeout` and `set_write_timeout` store the timeout where std does, in the
@@ -98,6 +109,7 @@ use std::time::{Duration, Instant};
 use crate::io::{wait_until, Interest};
 use crate::park::WaitReason;
 
+mod io_budget;
 mod tcp;
 mod udp;
 pub mod unix;
@@ -121,7 +133,10 @@ pub(crate) fn retry<T>(
     loop {
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            done => return done,
+            done => {
+                io_budget::spend();
+                return done;
+            }
         }
         if let Some(timeout) = timeout.take() {
             // A timeout too large to represent is no timeout.
