@@ -140,7 +140,10 @@ impl Experiment {
                  hands the stuck worker to a new kernel thread once the monitor notices the \
                  stall (threshold 10 ms), while a ticker on the other worker or in one-to-one \
                  keeps ticking. The notes quote the first stall event each runtime's monitor \
-                 recorded."
+                 recorded. The cure, in many-to-one: the same N ms waited through spindle \
+                 (spindle::sleep, a pipe read through wait_readable, unblock of a std sleep) \
+                 leaves the ticker's gaps at the machine's timer noise, measured beside it on \
+                 a kernel thread (target: at most 10 ms)."
             }
             Experiment::Latency => {
                 "N CPU-bound threads compute and call spindle::checkpoint() in their loop (time \

@@ -315,14 +315,17 @@ impl UringReactor {
     fn submit(&self, entry: squeue::Entry, op: &Arc<Completion>) -> io::Result<()> {
         let data = Arc::into_raw(op.clone());
         let entry = entry.user_data(data as u64);
+        // Counted before the push: once queued, the request may complete and be reaped
+        // (and uncounted) before this thread goes on, if it is not the driver's.
+        self.in_flight.fetch_add(1, Relaxed);
         // SAFETY: the entry's memory is the file and buffer of `op`, which the ring's
         // reference keeps alive until the completion is reaped.
         if let Err(e) = unsafe { self.push(&entry) } {
+            self.in_flight.fetch_sub(1, Relaxed);
             // SAFETY: the entry was not queued, so this reference is still ours to drop.
             drop(unsafe { Arc::from_raw(data) });
             return Err(e);
         }
-        self.in_flight.fetch_add(1, Relaxed);
         // Not submitted here: the driver hands everything queued to the kernel in one
         // `io_uring_enter` at its next poll (module docs, "Submitting").
         Ok(())
