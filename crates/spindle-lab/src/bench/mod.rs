@@ -286,7 +286,7 @@ impl Experiment {
             (Experiment::Accounting, false) => 100_000_000,
             (Experiment::Accounting, true) => 40_000_000,
             // Seconds of load per server.
-            (Experiment::Http, false) => 3,
+            (Experiment::Http, false) => 2,
             (Experiment::Http, true) => 1,
         }
     }
