@@ -55,8 +55,13 @@ const GREEN_SIZES: [u64; 8] = [
 /// Pids left free for the rest of the system when kernel threads run up to pid_max.
 const PID_MARGIN: u64 = 2_000;
 
-/// Memory mappings left free for the rest of the process (allocator, runtime, stacks).
-const MAP_MARGIN: u64 = 1_000;
+/// Memory mappings left free for the rest of the process (allocator, runtime, stacks),
+/// and for the threads created but not yet started when the headroom is first measured: a
+/// new std thread maps its signal stack only once it runs (later measurements wait for
+/// every thread to start, see `Limit::check`). With 1,000 and no waiting, a standalone
+/// `bench creation --model std` overshot the limit and a new thread aborted the process
+/// (std cannot report that failure).
+const MAP_MARGIN: u64 = 3_000;
 
 /// Memory mappings a Rust kernel thread takes: its stack and guard page (glibc), and the
 /// signal stack and its guard page that std sets up in every thread it starts.
@@ -183,10 +188,17 @@ impl Limit {
         }
     }
 
-    /// Whether a run that has `created` threads may start one more; if not, why.
-    fn check(&mut self, created: u64) -> Result<(), String> {
+    /// Whether a run that has `created` threads, of which `started` have begun to run,
+    /// may start one more; if not, why.
+    fn check(&mut self, created: u64, started: &AtomicU64) -> Result<(), String> {
         if created < self.room {
             return Ok(());
+        }
+        // A thread maps its signal stack once it runs: count the mappings only when every
+        // thread created so far has, or the count is short by two per thread still
+        // starting and the next threads overshoot the limit.
+        while started.load(Ordering::Acquire) < created {
+            std::thread::sleep(Duration::from_micros(50));
         }
         match kernel_headroom() {
             (0, why) => Err(why),
@@ -220,7 +232,7 @@ fn spindle_run(n: u64, kernel_threads: bool) -> io::Result<Run> {
     let start = Instant::now();
     let mut limit = Limit::new(kernel_threads);
     for i in 0..n {
-        if let Err(why) = limit.check(i) {
+        if let Err(why) = limit.check(i, &started) {
             stopped = Some(format!("stopped at {i} of {n} threads: {why}"));
             break;
         }
@@ -272,7 +284,7 @@ fn std_run(n: u64) -> io::Result<Run> {
     let start = Instant::now();
     let mut limit = Limit::new(true);
     for i in 0..n {
-        if let Err(why) = limit.check(i) {
+        if let Err(why) = limit.check(i, &started) {
             stopped = Some(format!("stopped at {i} of {n} threads: {why}"));
             break;
         }
