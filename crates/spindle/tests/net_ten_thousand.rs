@@ -70,6 +70,14 @@ fn raise_nofile(needed: u64) {
     });
 }
 
+/// A many-to-one runtime with stacks small enough for 10,000 threads each side.
+fn runtime() -> spindle::Runtime {
+    spindle::Runtime::builder()
+        .stack_size(64 * 1024)
+        .build()
+        .unwrap()
+}
+
 /// Set in the child process: the server's address.
 const CLIENTS_ENV: &str = "SPINDLE_TEST_TEN_THOUSAND_CLIENTS_OF";
 
@@ -83,10 +91,7 @@ fn ten_thousand_concurrent_connections_in_many_to_one() {
         return;
     }
     raise_nofile(CONNECTIONS as u64 + 100);
-    let rt = spindle::Runtime::builder()
-        .stack_size(64 * 1024)
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -144,10 +149,7 @@ fn ten_thousand_concurrent_connections_in_many_to_one() {
 /// The child: 10,000 clients of the server at `addr`.
 fn run_clients(addr: SocketAddr) {
     raise_nofile(CONNECTIONS as u64 + 100);
-    let rt = spindle::Runtime::builder()
-        .stack_size(64 * 1024)
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(|| {
         let all_connected = Arc::new(Barrier::new(CONNECTIONS));
         let clients: Vec<_> = (0..CONNECTIONS)

@@ -48,6 +48,12 @@ fn positioned(how: Transfer) -> Option<(u64, bool)> {
     }
 }
 
+/// The caller's side of a transfer: the buffer a read fills or a write drains.
+enum Caller<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
 /// Reads from `file` into `buf` as `how` says; `None` when not on an io_uring worker or
 /// not positioned.
 pub(super) fn read(
@@ -57,49 +63,15 @@ pub(super) fn read(
 ) -> Option<io::Result<usize>> {
     let (start, whole) = positioned(how)?;
     let ring = uring::current()?;
-    Some(read_on(ring, file, buf, start, whole))
-}
-
-fn read_on(
-    ring: &UringReactor,
-    file: &Arc<std::fs::File>,
-    buf: &mut [u8],
-    start: u64,
-    whole: bool,
-) -> io::Result<usize> {
-    let mut done = 0;
-    let mut chunk = Vec::new();
-    while done < buf.len() {
-        let offset = start.saturating_add(done as u64);
-        chunk.resize((buf.len() - done).min(MAX_TRANSFER), 0);
-        let (n, back) = match ring.file_request(file, chunk, WaitReason::FileRead, &|fd, p, len| {
-            opcode::Read::new(fd, p, len).offset(offset).build()
-        }) {
-            Ok(got) => got,
-            Err(e) if whole && e.kind() == io::ErrorKind::Interrupted => {
-                chunk = Vec::new();
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        chunk = back;
-        buf[done..done + n].copy_from_slice(&chunk[..n]);
-        done += n;
-        if !whole {
-            return Ok(n);
-        }
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "failed to fill whole buffer",
-            ));
-        }
+    if buf.is_empty() {
+        return Some(Ok(0));
     }
-    Ok(done)
+    Some(transfer(ring, file, Caller::Read(buf), start, whole))
 }
 
 /// Writes `buf` to `file` as `how` says; `None` when not on an io_uring worker or not
-/// positioned.
+/// positioned. An empty write still asks the kernel, as std's does (it reports a bad
+/// descriptor).
 pub(super) fn write(
     file: &Arc<std::fs::File>,
     buf: &[u8],
@@ -107,48 +79,74 @@ pub(super) fn write(
 ) -> Option<io::Result<usize>> {
     let (start, whole) = positioned(how)?;
     let ring = uring::current()?;
-    Some(write_on(ring, file, buf, start, whole))
+    Some(transfer(ring, file, Caller::Write(buf), start, whole))
 }
 
-fn write_on(
+/// A positioned transfer from `start`, one request per at most [`MAX_TRANSFER`] bytes,
+/// through a buffer the request owns. With `whole`, every byte (retrying `EINTR`), else
+/// what the first request moved, as `read_exact_at` / `read_at` and their write forms.
+fn transfer(
     ring: &UringReactor,
     file: &Arc<std::fs::File>,
-    buf: &[u8],
+    mut caller: Caller<'_>,
     start: u64,
     whole: bool,
 ) -> io::Result<usize> {
+    let len = match &caller {
+        Caller::Read(buf) => buf.len(),
+        Caller::Write(buf) => buf.len(),
+    };
     let mut done = 0;
     let mut chunk = Vec::new();
-    // An empty write still asks the kernel, as std's does (it reports a bad descriptor).
-    while done < buf.len() || (done == 0 && buf.is_empty()) {
-        let offset = start.saturating_add(done as u64);
-        let end = done + (buf.len() - done).min(MAX_TRANSFER);
+    loop {
+        let part = (len - done).min(MAX_TRANSFER);
         chunk.clear();
-        chunk.extend_from_slice(&buf[done..end]);
-        let (n, back) =
-            match ring.file_request(file, chunk, WaitReason::FileWrite, &|fd, p, len| {
-                opcode::Write::new(fd, p, len).offset(offset).build()
-            }) {
-                Ok(got) => got,
-                Err(e) if whole && e.kind() == io::ErrorKind::Interrupted => {
-                    chunk = Vec::new();
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-        chunk = back;
+        let reason = match &caller {
+            Caller::Read(_) => {
+                chunk.resize(part, 0);
+                WaitReason::FileRead
+            }
+            Caller::Write(buf) => {
+                chunk.extend_from_slice(&buf[done..done + part]);
+                WaitReason::FileWrite
+            }
+        };
+        let offset = start.saturating_add(done as u64);
+        let is_read = matches!(caller, Caller::Read(_));
+        let requested = ring.file_request(file, chunk, reason, &|fd, p, l| {
+            if is_read {
+                opcode::Read::new(fd, p, l).offset(offset).build()
+            } else {
+                opcode::Write::new(fd, p, l).offset(offset).build()
+            }
+        });
+        let n;
+        (n, chunk) = match requested {
+            Ok(got) => got,
+            Err(e) if whole && e.kind() == io::ErrorKind::Interrupted => {
+                chunk = Vec::new();
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Caller::Read(buf) = &mut caller {
+            buf[done..done + n].copy_from_slice(&chunk[..n]);
+        }
         done += n;
-        if !whole || buf.is_empty() {
+        if !whole {
             return Ok(n);
         }
+        if done >= len {
+            return Ok(done);
+        }
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "failed to write whole buffer",
-            ));
+            return Err(if is_read {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "failed to fill whole buffer")
+            } else {
+                io::Error::new(io::ErrorKind::WriteZero, "failed to write whole buffer")
+            });
         }
     }
-    Ok(done)
 }
 
 /// `fsync` (`fdatasync` with `data_only`) of `file`; `None` when not on an io_uring worker.

@@ -228,7 +228,8 @@ pub(crate) fn probe() -> Result<(), String> {
     }
     // A filter may allow the setup and refuse the rest: run one request end to end.
     let nop = opcode::Nop::new().build().user_data(7);
-    // SAFETY: a no-op request uses no memory of ours.
+    // SAFETY: the ring was just made here and no other thread has it, so this is the only
+    // handle on its submission queue; and a no-op request points to no memory of ours.
     unsafe { ring.submission_shared().push(&nop) }.map_err(|_| "cannot queue a NOP".to_string())?;
     ring.submit_and_wait(1)
         .map_err(|e| format!("io_uring_enter failed: {e}"))?;
