@@ -2,9 +2,11 @@
 //!
 //! `spindle-lab report` runs every experiment and writes `report/` (report.md,
 //! results.json and one SVG plot per experiment); `spindle-lab bench NAME` runs one, with
-//! `--model`, `--n` and `--json`.
+//! `--model`, `--n` and `--json`; `spindle-lab demo NAME` shows one behaviour in a few
+//! lines (`fork`).
 
 mod bench;
+mod demo;
 mod figures;
 mod machine;
 mod plots;
@@ -59,6 +61,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show one behaviour of spindle in a few lines of output.
+    Demo {
+        /// The demonstration.
+        #[arg(value_enum)]
+        name: demo::Demo,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +79,7 @@ fn main() -> ExitCode {
             n,
             json,
         } => bench::run_one(name, model, n, json),
+        Command::Demo { name } => demo::run(name),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

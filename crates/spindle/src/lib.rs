@@ -27,11 +27,13 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
+pub(crate) mod fork;
 pub mod fs;
 pub mod io;
 pub(crate) mod loom_shim;
 pub mod net;
 pub(crate) mod park;
+pub mod process;
 pub mod runtime;
 pub(crate) mod sched;
 pub(crate) mod stack;

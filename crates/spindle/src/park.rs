@@ -89,6 +89,13 @@ pub enum WaitReason {
     FileWrite,
     /// A `fs::File` sync as an io_uring request.
     FileSync,
+    /// `process::Child::wait` (and `Command::status`, `output`): waiting for a child
+    /// process to exit.
+    ProcessWait,
+    /// A read from a child process's piped stdout or stderr.
+    PipeRead,
+    /// A write to a child process's piped stdin.
+    PipeWrite,
 }
 
 impl WaitReason {
@@ -128,6 +135,9 @@ impl WaitReason {
             WaitReason::FileRead => "file read (io_uring)",
             WaitReason::FileWrite => "file write (io_uring)",
             WaitReason::FileSync => "file sync (io_uring)",
+            WaitReason::ProcessWait => "process wait",
+            WaitReason::PipeRead => "pipe read",
+            WaitReason::PipeWrite => "pipe write",
         }
     }
 }

@@ -129,6 +129,15 @@ cross_model! {
             b[0]
         }
         assert_eq!(via_ext(&f), b'o');
+        // An offset past i64::MAX fails as pread(2) does, never reading at the file position
+        // (io_uring would take u64::MAX as "the current position").
+        for offset in [u64::MAX, i64::MAX as u64 + 1] {
+            let err = f.read_at(&mut part, offset).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "read at {offset}: {err}");
+            let err = f.write_at(b"x", offset).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "write at {offset}: {err}");
+        }
+        assert_eq!((&f).stream_position().unwrap(), 0);
     }
 
     fn seek_moves_the_offset(model) {

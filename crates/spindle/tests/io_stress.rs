@@ -2,6 +2,8 @@
 //! own deadlines (on io_uring each timeout cancels a request in flight while its completion
 //! may be on the way), and runtimes dropped with waits in flight.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
@@ -157,4 +159,62 @@ fn runtimes_dropped_with_waits_in_flight() {
             }
         }
     }
+}
+
+const RING_CHILD_ENV: &str = "SPINDLE_TEST_RING_LEAK_CHILD";
+
+/// The io_uring rings of this process: descriptors that name an io_uring instance.
+fn open_rings() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("io_uring"))
+        .count()
+}
+
+/// A runtime dropped while a green thread waits on io_uring closes its rings: the request
+/// cancelled at shutdown must not keep its waiter's record, and through it the worker and
+/// its ring, alive. Counted in a child process, where no other test opens rings meanwhile.
+#[test]
+fn runtimes_dropped_with_waits_in_flight_close_their_rings() {
+    if !backends().contains(&IoBackend::IoUring) {
+        eprintln!("io_uring unavailable: nothing to check");
+        return;
+    }
+    if std::env::var_os(RING_CHILD_ENV).is_none() {
+        let out = common::rerun_in_child(
+            "runtimes_dropped_with_waits_in_flight_close_their_rings",
+            RING_CHILD_ENV,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let before = open_rings();
+    for model in [Model::ManyToOne, Model::ManyToMany { workers: 2 }] {
+        for _ in 0..5 {
+            let rt = Runtime::builder()
+                .model(model)
+                .io_backend(IoBackend::IoUring)
+                .build()
+                .unwrap();
+            let (_mine, mut theirs) = UnixStream::pair().unwrap();
+            let (started_tx, started_rx) = spindle::channel::bounded::<()>(1);
+            rt.spawn(move || {
+                started_tx.send(()).unwrap();
+                let mut buf = [0u8; 1];
+                let _ = theirs.read(&mut buf);
+            });
+            started_rx.recv().unwrap();
+            drop(rt);
+        }
+    }
+    assert_eq!(
+        open_rings(),
+        before,
+        "rings of dropped runtimes are still open"
+    );
 }

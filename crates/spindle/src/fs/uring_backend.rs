@@ -111,7 +111,12 @@ fn transfer(
                 WaitReason::FileWrite
             }
         };
-        let offset = start.saturating_add(done as u64);
+        // io_uring reads an offset of -1 (u64::MAX) as "the file position": an offset past
+        // what pread(2) takes fails as pread does, with EINVAL, instead of becoming one.
+        let offset = match start.checked_add(done as u64) {
+            Some(offset) if offset <= i64::MAX as u64 => offset,
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
         let is_read = matches!(caller, Caller::Read(_));
         let requested = ring.file_request(file, chunk, reason, &|fd, p, l| {
             if is_read {

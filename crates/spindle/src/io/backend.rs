@@ -81,8 +81,7 @@ impl IoBackend {
 /// Whether this process can run the io_uring reactor, probed once: `Err` says why not.
 fn uring_support() -> Result<(), &'static str> {
     static SUPPORT: OnceLock<Result<(), String>> = OnceLock::new();
-    SUPPORT
-        .get_or_init(crate::io::reactor::uring::probe)
+    crate::fork::once_init(&SUPPORT, crate::io::reactor::uring::probe)
         .as_ref()
         .map(|&()| ())
         .map_err(|why| why.as_str())

@@ -46,7 +46,9 @@ where
 {
     let pool = match (context::current_green(), context::current_worker()) {
         (Some(_), Some(w)) => w.pool().blocking.clone(),
-        _ => return f(),
+        // The green thread that called fork(), in the child (fork.rs).
+        (Some(_), None) => crate::fork::refuse("unblock on the green thread that called fork()"),
+        (None, _) => return f(),
     };
     let rendezvous = Arc::new(Rendezvous {
         done: AtomicBool::new(false),

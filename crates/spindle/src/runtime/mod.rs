@@ -39,6 +39,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fork::Provenance;
 use crate::io::BlockingConfig;
 use crate::sched::context;
 use crate::sched::monitor::MonitorConfig;
@@ -219,6 +220,7 @@ impl Builder {
                 ));
             }
         }
+        crate::fork::register_handlers();
         let io_backend = match self.model {
             Model::OneToOne => None,
             _ => Some(
@@ -238,7 +240,10 @@ impl Builder {
                 io_backend.expect("resolved for green models"),
                 self.cpu_accounting,
             )?),
-            Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared { stack_size })),
+            Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared {
+                stack_size,
+                provenance: Provenance::here(),
+            })),
             Model::ManyToMany { workers: 0 } => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -317,9 +322,22 @@ impl Runtime {
     /// The stalls the monitor has recorded so far, oldest first: workers held by one green
     /// thread for longer than the stall threshold (see [`Builder::stall_threshold`]).
     /// Always empty in the one-to-one model.
+    ///
+    /// # Panics
+    ///
+    /// In a fork child, if the runtime was built in the parent (see [`crate::process`]).
     pub fn stall_events(&self) -> Vec<StallEvent> {
         match &self.kind {
-            Kind::Green(g) => g.pool.monitor.events(),
+            Kind::Green(g) => {
+                if let Err(e) = g
+                    .pool
+                    .provenance
+                    .check("read the stall events of this runtime")
+                {
+                    panic!("{e}");
+                }
+                g.pool.monitor.events()
+            }
             Kind::OneToOne(_) => Vec::new(),
         }
     }
@@ -353,16 +371,27 @@ impl Runtime {
     /// runtime. If `f` panics, the panic is resumed here. Called from a green thread, only
     /// that green thread waits.
     ///
+    /// In a fork child, `block_on` of a runtime built in the child works from any thread,
+    /// the one that called `fork()` included (if that was a green thread, it waits here as
+    /// a kernel thread: its own runtime stayed in the parent; see [`crate::process`]).
+    ///
     /// # Panics
     ///
-    /// If `f` panics, or if the root thread cannot be created (see [`crate::spawn`]).
+    /// If `f` panics, or if the root thread cannot be created (see [`crate::spawn`]), for
+    /// example because the runtime was built in the parent of this fork child.
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send,
         T: Send,
     {
+        if crate::fork::on_inherited_green_thread() {
+            return crate::fork::as_kernel_thread(|| self.block_on(f));
+        }
         match &self.kind {
             Kind::OneToOne(rt) if context::current_green().is_none() => {
+                if let Err(e) = rt.provenance.check("block_on this one-to-one runtime") {
+                    panic!("{e}");
+                }
                 context::with_entered(rt.clone(), f)
             }
             kind => {

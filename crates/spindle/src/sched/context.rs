@@ -131,8 +131,20 @@ pub(crate) fn set_kernel_self(thread: Thread) {
 #[inline]
 pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
     let g = task.green();
-    if is_cancelling() {
-        blocked_while_cancelled(task);
+    match switch_ban() {
+        SwitchBan::None => {}
+        SwitchBan::Cancelling => blocked_while_cancelled(task),
+        SwitchBan::InheritedAcrossFork => crate::fork::refuse(match why {
+            Suspend::Yield => {
+                "yield (or wait: waits may yield first) on the green thread that \
+                called fork()"
+            }
+            Suspend::Park | Suspend::ParkUntil(_) => {
+                "wait (for a lock, a channel, a join, I/O) \
+                on the green thread that called fork()"
+            }
+            Suspend::SleepUntil(_) => "sleep on the green thread that called fork()",
+        }),
     }
     // SAFETY: `task` is the green thread running on this kernel thread; reading one field
     // through the raw pointer creates no reference to the rest of the record.
@@ -144,8 +156,20 @@ pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
     unsafe { (*yielder).suspend(why) };
 }
 
+/// Why the green thread on this kernel thread may not switch away, if it may not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SwitchBan {
+    /// It may switch.
+    None,
+    /// Its runtime's shutdown is unwinding it: nothing would run it again.
+    Cancelling,
+    /// This process is a fork child and the thread is the one that called `fork()`: its
+    /// worker's scheduler loop did not come along (`fork.rs`).
+    InheritedAcrossFork,
+}
+
 thread_local! {
-    static CANCELLING: Cell<bool> = const { Cell::new(false) };
+    static SWITCH_BAN: Cell<SwitchBan> = const { Cell::new(SwitchBan::None) };
 }
 
 /// Aborts the process with a message if dropped while `still_borrowed` says threads still
@@ -179,12 +203,27 @@ impl<F: Fn() -> bool> Drop for AbortIfUnwound<F> {
 
 /// Marks that the worker on this kernel thread is unwinding a green thread at shutdown.
 pub(crate) fn set_cancelling(on: bool) {
-    CANCELLING.with(|c| c.set(on));
+    set_switch_ban(if on {
+        SwitchBan::Cancelling
+    } else {
+        SwitchBan::None
+    });
 }
 
 /// Whether the running green thread is being unwound by its runtime's shutdown.
 pub(crate) fn is_cancelling() -> bool {
-    CANCELLING.with(Cell::get)
+    switch_ban() == SwitchBan::Cancelling
+}
+
+/// Why the green thread on this kernel thread may not switch, if it may not.
+#[inline]
+pub(crate) fn switch_ban() -> SwitchBan {
+    SWITCH_BAN.with(Cell::get)
+}
+
+/// Sets the ban [`suspend`] checks.
+pub(crate) fn set_switch_ban(ban: SwitchBan) {
+    SWITCH_BAN.with(|c| c.set(ban));
 }
 
 /// A green thread being cancelled at runtime shutdown tried to switch away (to block, sleep

@@ -69,9 +69,9 @@ impl CpuSampler {
     /// CPU clock, delivered to this thread. Call it on the kernel thread to sample.
     pub(crate) fn start() -> io::Result<CpuSampler> {
         static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
-        if let Err(errno) =
-            INSTALLED.get_or_init(|| install_handler().map_err(|e| e.raw_os_error().unwrap_or(0)))
-        {
+        if let Err(errno) = crate::fork::once_init(&INSTALLED, || {
+            install_handler().map_err(|e| e.raw_os_error().unwrap_or(0))
+        }) {
             return Err(io::Error::from_raw_os_error(*errno));
         }
         // SAFETY: an all-zero sigevent is a valid value of the C struct; the fields that

@@ -9,6 +9,7 @@
 use std::io;
 use std::sync::{Arc, OnceLock};
 
+use crate::fork::Provenance;
 use crate::sched::context;
 use crate::task::packet::ThreadMain;
 use crate::task::scope::ScopeData;
@@ -21,6 +22,8 @@ pub(crate) struct OneToOneShared {
     /// Stack size for spawned kernel threads when the thread builder names none; `None`
     /// leaves std's default.
     pub(crate) stack_size: Option<usize>,
+    /// The process the runtime was built in (`fork.rs`).
+    pub(crate) provenance: Provenance,
 }
 
 /// Spawns a kernel thread running `f`.
@@ -40,6 +43,15 @@ where
     F: FnOnce() -> T + Send + 'a,
     T: Send + 'a,
 {
+    if let Some(rt) = &rt {
+        rt.provenance
+            .check("spawn a thread on this one-to-one runtime")?;
+    }
+    if crate::fork::on_inherited_green_thread() {
+        return Err(crate::fork::inherited_error(
+            "spawn a thread from the green thread that called fork()",
+        ));
+    }
     let inner = Arc::new(ThreadInner::new(
         name.as_deref().map(Into::into),
         ThreadKind::Kernel(OnceLock::new()),

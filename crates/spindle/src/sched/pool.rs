@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer};
 
+use crate::fork::Provenance;
 use crate::io::{BlockingConfig, BlockingPool, IoBackend};
 use crate::sched::context;
 use crate::sched::hand_off::{DriverSlot, WorkerRef};
@@ -72,6 +73,8 @@ pub(crate) struct PoolShared {
     pub(crate) default_stack_size: usize,
     /// Set once by the runtime's drop.
     shutdown: AtomicBool,
+    /// The process the runtime was built in (`fork.rs`).
+    pub(crate) provenance: Provenance,
     /// Workers still running; the last one out closes the injector.
     running: AtomicUsize,
     /// Time slices and stall events (`sched/monitor.rs`).
@@ -239,6 +242,7 @@ impl GreenRuntime {
             drivers: (0..n).map(|_| DriverSlot::default()).collect(),
             default_stack_size: config.stack_size,
             shutdown: AtomicBool::new(false),
+            provenance: Provenance::here(),
             running: AtomicUsize::new(n),
             monitor: Monitor::new(config.monitor),
             cancel_order: CancelOrder::new(n),
@@ -305,6 +309,12 @@ impl GreenRuntime {
 
 impl Drop for GreenRuntime {
     fn drop(&mut self) {
+        if self.pool.provenance.is_inherited() {
+            // A fork child: the workers and the monitor are not in this process, and their
+            // state may be mid-change. Leave all of it as it is (fork.rs).
+            std::mem::forget(self.monitor.take());
+            return;
+        }
         self.pool.shutdown.store(true, SeqCst);
         self.pool.blocking.shut_down();
         for w in &self.pool.workers {
@@ -366,6 +376,12 @@ where
     // With migration on, green code never touches the local queues (`sched/hand_off.rs`):
     // its spawns take the path of spawns from outside.
     let local = context::current_worker().filter(|w| w.belongs_to(pool) && !w.migrates);
+    if local.is_none() {
+        // Only a spawn from outside can reach an inherited runtime in a fork child: there
+        // no kernel thread is its worker.
+        pool.provenance
+            .check("spawn a green thread on this runtime")?;
+    }
     let owner = match local {
         Some(w) => w.shared().clone(),
         None => pool.workers[0].clone(),

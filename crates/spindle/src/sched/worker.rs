@@ -112,6 +112,13 @@ impl WorkerShared {
                 return;
             }
         }
+        if crate::fork::belongs_to_parent(task.id) {
+            // A fork child waking a thread of the parent's: it does not exist here, and its
+            // worker's inbox may have been locked at the fork. Nothing to wake; the record
+            // is left as the parent had it (fork.rs).
+            std::mem::forget(task);
+            return;
+        }
         if let Err(task) = self.push_remote(task) {
             // The worker has shut down and every started thread on it was cancelled, so
             // this record holds no coroutine any more; dropping it is all there is to do.
@@ -462,6 +469,9 @@ impl Worker {
             .store(rustix::thread::gettid().as_raw_nonzero().get(), Relaxed);
         if self.schedule_until_shutdown() {
             self.cancel_all();
+            // Requests of cancelled waiters hold their records, and so this worker's
+            // reactor: reap them (io/reactor/uring.rs, "Dropping the ring").
+            self.shared.reactor.drain();
             // The last worker out closes the injector; threads left in it never started.
             for task in self.pool.worker_exited() {
                 drop(self.drop_if_unstarted(task));

@@ -73,7 +73,7 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{compiler_fence, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use libc::{c_int, siginfo_t};
 
@@ -169,8 +169,8 @@ static PREVIOUS_SIGBUS: OnceLock<libc::sigaction> = OnceLock::new();
 /// alternate stack cannot be allocated (the process is out of memory), the thread still works,
 /// but an overflow on it kills the process with a bare `SIGSEGV` instead of the report.
 pub(crate) fn prepare_thread_for_green_stacks() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(install_handler);
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    crate::fork::once_init(&INSTALLED, install_handler);
     // The first access of the thread-local from ordinary code, not from the handler (see the
     // module docs); it only reads.
     let _ = RUNNING.with(Cell::get);
@@ -192,7 +192,7 @@ fn install_handler() {
             "sigaction query failed: {}",
             std::io::Error::last_os_error()
         );
-        // Only `INSTALL` runs this, once: the cell is empty.
+        // Only `INSTALLED`'s initializer runs this, once: the cell is empty.
         let _ = previous.set(old);
 
         // SAFETY: as above, an all-zero `sigaction` is valid; the fields are set below.

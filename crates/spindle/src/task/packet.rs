@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::sync::Arc;
 
 use crate::park::{self, WaitReason};
-use crate::sched::context;
+use crate::sched::context::{self, SwitchBan};
 use crate::task::local;
 use crate::task::scope::ScopeData;
 use crate::task::thread::{Thread, ThreadInner};
@@ -368,10 +368,15 @@ impl<T> Completer<T> {
             }
             (Err(panic), Err(_dtor_panic)) => Err(panic),
         };
-        let result = match result {
+        let result = match (result, context::switch_ban()) {
             // A forced unwind at runtime shutdown surfaces here as an opaque payload.
-            Err(_) if context::is_cancelling() => Err(cancelled()),
-            other => other,
+            (Err(_), SwitchBan::Cancelling) => Err(cancelled()),
+            // The green thread that called fork(), in the child: it must not return into the
+            // copy of its worker (fork.rs).
+            (result, SwitchBan::InheritedAcrossFork) => {
+                crate::fork::end_inherited_green_thread(result.is_err())
+            }
+            (other, _) => other,
         };
         self.finish(result);
     }

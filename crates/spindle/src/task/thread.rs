@@ -19,18 +19,22 @@ pub struct ThreadId(NonZeroU64);
 /// How many ids a kernel thread reserves at a time.
 const ID_BLOCK: u64 = 1024;
 
+/// The start of the next block of ids. Relaxed is enough: it only has to hand out distinct
+/// ranges.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This kernel thread's block: the next id to hand out and the end of the block.
+    static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 impl ThreadId {
     /// A fresh id.
     ///
     /// Each kernel thread takes ids from the global counter in blocks of [`ID_BLOCK`] and
     /// hands them out from a thread-local cursor, so a spawn costs no atomic operation: ids
     /// stay unique, and increase per kernel thread, but not globally in spawn order.
-    /// Relaxed is enough for the counter: it only has to hand out distinct ranges.
     pub(crate) fn next() -> ThreadId {
-        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
-        thread_local! {
-            static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-        }
         let id = BLOCK.with(|b| {
             let (next, end) = b.get();
             if next == end {
@@ -43,6 +47,14 @@ impl ThreadId {
             }
         });
         ThreadId(NonZeroU64::new(id).expect("thread id counter overflowed"))
+    }
+
+    /// In a fork child, on its only thread: drops this thread's block, so that its next id
+    /// comes from a new one, and returns the first id of that new block. Every id below it
+    /// was handed out before the fork (`fork.rs`).
+    pub(crate) fn start_fresh_block_after_fork() -> u64 {
+        BLOCK.with(|b| b.set((0, 0)));
+        NEXT_BLOCK.load(Ordering::Relaxed)
     }
 
     /// The id as a number.

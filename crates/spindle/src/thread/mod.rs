@@ -173,6 +173,15 @@ impl<T> JoinHandle<T> {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, so the `Thread` is moved out once.
         let thread = unsafe { std::ptr::read(&this.thread) };
+        if crate::fork::belongs_to_parent(thread.inner.id) && !thread.inner.result.is_done() {
+            panic!(
+                "{}",
+                crate::fork::inherited_error(&format!(
+                    "join thread {}, which was running when the parent forked",
+                    thread.inner.id
+                ))
+            );
+        }
         // SAFETY: the slot's `T` is ours (`new`), and the handle's drop (`detach`) does not
         // run: the handle is in a `ManuallyDrop`.
         unsafe { thread.inner.result.wait::<T>() }

@@ -57,13 +57,87 @@ macro_rules! cross_model {
     };
 }
 
+/// How long a child test process may run before it counts as hung and is killed.
+pub const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs the test `test_name` of the current test binary again in a child process, with the
 /// environment variable `child_env` set so that the test knows to play the child, and
-/// returns the child's status and output (for tests of what must crash).
+/// returns the child's status and output (for tests of what must crash or fork). A child
+/// still running after [`CHILD_DEADLINE`] is killed and the test fails with its output, so
+/// a hang fails the test instead of stalling the suite.
 pub fn rerun_in_child(test_name: &str, child_env: &str) -> std::process::Output {
-    std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
-        .args(["--exact", test_name, "--nocapture"])
-        .env(child_env, "1")
-        .output()
-        .expect("cannot run the test binary as a child")
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let mut child =
+        std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+            .args(["--exact", test_name, "--nocapture"])
+            .env(child_env, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run the test binary as a child");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a positive pid");
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .expect("pidfd_open of the child test process");
+    let deadline = std::time::Instant::now() + CHILD_DEADLINE;
+    let exited = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => break true,
+            Err(e) => panic!("poll on the child's pidfd: {e}"),
+        }
+    };
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait for the child test process");
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    assert!(
+        exited,
+        "child test {test_name} still ran after {CHILD_DEADLINE:?} (hung?) and was killed\n\
+         --- its stdout:\n{}\n--- its stderr:\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
 }

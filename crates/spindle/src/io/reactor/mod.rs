@@ -77,6 +77,16 @@ impl Reactor {
         }
     }
 
+    /// Completes or cancels every request in flight, before the worker exits (io_uring
+    /// only: an epoll wait leaves nothing in the kernel once its waiter is gone). Called
+    /// only by the worker's driver, after its green threads are gone.
+    pub(crate) fn drain(&self) {
+        match self {
+            Reactor::Epoll(_) => {}
+            Reactor::Uring(r) => r.drain(),
+        }
+    }
+
     /// Waits up to `timeout` (`None`: until woken; zero: just looks) and unparks the thread
     /// of every wait that is ready. Called only by the worker's driver.
     pub(crate) fn poll(&self, timeout: Option<Duration>) {
@@ -131,7 +141,13 @@ pub(crate) fn wait_until(
 ) -> io::Result<bool> {
     let worker = match (context::current_green(), context::current_worker()) {
         (Some(_), Some(w)) => w,
-        _ => return poll_blocking(fd, interest, deadline),
+        // The green thread that called fork(), in the child (fork.rs).
+        (Some(_), None) => {
+            return Err(crate::fork::inherited_error(
+                "wait for I/O on the green thread that called fork()",
+            ))
+        }
+        (None, _) => return poll_blocking(fd, interest, deadline),
     };
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Ok(false);

@@ -89,11 +89,14 @@
 //! # Dropping the ring
 //!
 //! Closing a ring with requests in flight makes the kernel cancel them asynchronously, so
-//! their buffers must live on. Drop therefore cancels everything still in flight and reaps
-//! the completions, for up to [`DRAIN_LIMIT`]; whatever has not completed by then is leaked
-//! (its `Completion` and the wake buffer are never freed), which is safe, where freeing it
-//! would not be. By the time a runtime drops its reactors every green thread is gone, so
-//! only requests whose waiters were cancelled can still be in flight.
+//! their buffers must live on. A request's `Completion` holds its waiter's `Thread`, whose
+//! record holds its worker, which owns this reactor: as long as a request is in flight,
+//! the reactor cannot be dropped at all. So the worker, as it exits after cancelling its
+//! green threads, drains the ring ([`UringReactor::drain`]): it cancels everything still in
+//! flight (requests of cancelled waiters, and the wake read) and reaps the completions, for
+//! up to [`DRAIN_LIMIT`]. Whatever has not completed by then is leaked (its `Completion`,
+//! and with it the ring, and the wake buffer are never freed), which is safe, where freeing
+//! it would not be. Drop drains again, for a reactor whose worker never ran.
 
 use std::cell::UnsafeCell;
 use std::io;
@@ -353,7 +356,10 @@ impl UringReactor {
             .user_data(CANCEL_KEY);
         // SAFETY: a cancel request points to no memory of ours.
         if unsafe { self.push(&entry) }.is_ok() {
-            self.enter_now();
+            // Not `enter_now`: this runs in destructors (a waiter unwound at shutdown), where
+            // a panic would abort. A cancel that cannot be submitted now stays queued for
+            // the driver's next poll, and the request completes on its own anyway.
+            let _ = self.ring.submit();
         }
     }
 
@@ -475,8 +481,14 @@ impl Drop for CancelOnExit<'_> {
     }
 }
 
-impl Drop for UringReactor {
-    fn drop(&mut self) {
+impl UringReactor {
+    /// Cancels everything in flight (the wake read too) and reaps the completions, for up to
+    /// [`DRAIN_LIMIT`]; what has not completed by then stays in flight. The worker calls it
+    /// as it exits, once its green threads are gone: a request cancelled at shutdown holds
+    /// its waiter's record, which holds the worker and so this reactor, until the request
+    /// is reaped, so without this the ring would never be dropped. Called only by the
+    /// driver (or by drop).
+    pub(crate) fn drain(&self) {
         if self.has_in_flight() || self.wake_armed.load(Relaxed) {
             let all = opcode::AsyncCancel2::new(CancelBuilder::any())
                 .build()
@@ -497,6 +509,12 @@ impl Drop for UringReactor {
                 self.reap();
             }
         }
+    }
+}
+
+impl Drop for UringReactor {
+    fn drop(&mut self) {
+        self.drain();
         if !self.wake_armed.load(Relaxed) {
             // SAFETY: from `Box::into_raw` in `new`; no read is in flight that writes it.
             drop(unsafe { Box::from_raw(self.wake_buf) });

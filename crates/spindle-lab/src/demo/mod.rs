@@ -1,0 +1,24 @@
+//! Demonstrations: small programs that show one behaviour of spindle in a few lines of
+//! output (`spindle-lab demo NAME`), unlike the experiments, which measure.
+
+mod fork;
+
+use std::io;
+
+use clap::ValueEnum;
+
+/// A demonstration the lab can show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Demo {
+    /// fork() with runtimes alive: a child that uses an inherited runtime fails fast, a
+    /// child that builds its own runtime works, and Command starts 100 children without
+    /// forking while a ticker ticks.
+    Fork,
+}
+
+/// Shows `demo` on stdout.
+pub fn run(demo: Demo) -> io::Result<()> {
+    match demo {
+        Demo::Fork => fork::run(),
+    }
+}
