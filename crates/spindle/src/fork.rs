@@ -37,19 +37,26 @@
 //! If it was a green thread, it goes on running on its green stack, still that green
 //! thread (same `current()`, same `spindle::local!` values), but its worker's scheduler
 //! loop did not come along. A green thread waits by switching to that loop, so in the child
-//! everything that would make it wait or queue work on its worker fails at once with a
+//! everything that would make it wait or queue work on its worker fails at once, with a
 //! panic that says why: parking (a contended lock, an empty channel, `join`, `park`),
-//! `sleep`, `yield_now`, an I/O wait, `unblock`, and `spawn`. What completes without
-//! waiting works: an uncontended lock, `try_` operations, a read that finds data, file I/O
-//! (run in place), `current()`, `spindle::local!`. When its closure returns, the child
-//! process exits with status 0, as a process does when its last thread ends; if it panics
-//! (the message was printed), with status 101. It never returns into the copy of its
-//! worker.
+//! `sleep`, `yield_now`, `unblock` and `spawn`; an I/O wait returns that message as an
+//! `io::Error` instead. What completes without waiting works: an uncontended lock, `try_`
+//! operations, a read that finds data, file I/O (run in place), `current()`,
+//! `spindle::local!`. When its closure returns, the child process exits with status 0, as
+//! a process does when its last thread ends; if it panics (the message was printed), with
+//! status 101. It never returns into the copy of its worker.
+//!
+//! If it was a helper thread of `unblock`, the job's closure runs to its end in the child
+//! and the child then exits with status 0: the helper's loop would take the parent's queued
+//! jobs. A fork from code the scheduler runs itself outside any green thread (the
+//! destructor of a thread's closure or result that a worker drops) is not caught: such a
+//! child must exec or `_exit` at once.
 //!
 //! The way to use green threads in the child is a new runtime: `Runtime::builder().build()`
 //! works in the child, with its own reactor, stacks and workers, and its `block_on` may be
-//! called from the thread that forked, green or not (it then waits as a kernel thread).
-//! Better still, start programs with [`crate::process::Command`], which never forks.
+//! called from the thread that forked, green or not (it then waits as a kernel thread; from
+//! the green thread that forked, spawn onto the new runtime from inside that `block_on`).
+//! To start programs, [`crate::process::Command`] never forks at all.
 //!
 //! ## The handlers (`pthread_atfork`, registered when the first runtime is built)
 //!
@@ -64,10 +71,14 @@
 //!    id counter to a fresh block and remember the mark; if this thread is a green thread,
 //!    forget its worker (`CURRENT_WORKER`) and ban its switches (the ban `suspend` checks
 //!    anyway, so the running green thread pays nothing for it); release the lock. All of
-//!    it is plain loads and stores to memory this thread owns: nothing that is unsafe
-//!    between `fork()` and `exec()`.
+//!    it is loads and stores (thread-locals, two atomics) and a mutex unlock, which may
+//!    call `futex(FUTEX_WAKE)`: all async-signal-safe, as code between `fork()` and
+//!    `exec()` must be.
 //!
-//! The lock order is that single lock. The runtimes' own locks (inboxes, the helper pool,
+//! The lock order is that single lock, taken last: `pthread_atfork` runs prepare handlers
+//! registered after spindle's first. So an initialization under it must never fork, nor
+//! wait for a thread that may be forking, and another library's prepare handler must not
+//! wait for a spindle initialization. The runtimes' own locks (inboxes, the helper pool,
 //! the io_uring submission lock, the monitor's events) are deliberately *not* taken: the
 //! child never touches an inherited runtime's state, so their state there cannot matter,
 //! and taking them would make every `fork()` wait for every worker of every runtime,
@@ -83,8 +94,8 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, Once, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::sched::context::{self, SwitchBan};
 use crate::task::thread::ThreadId;
@@ -109,7 +120,7 @@ thread_local! {
 /// The message every refused use of an inherited runtime carries.
 const WHAT_TO_DO: &str = "this process is a fork() child, and the runtime was inherited \
     from the parent, whose kernel threads do not exist here; in the child, exec a program \
-    (spindle::process::Command starts one without forking) or build a new Runtime";
+    or build a new Runtime and run green threads through its block_on";
 
 /// Which process a runtime was built in.
 #[derive(Clone, Copy, Debug)]
@@ -187,13 +198,28 @@ pub(crate) fn refuse(what: &str) -> ! {
 #[cold]
 pub(crate) fn end_inherited_green_thread(panicked: bool) -> ! {
     if panicked {
-        eprintln!(
+        write_stderr(
             "spindle: the green thread that called fork() panicked in the child process; it \
-             was the child's only thread, so the child exits with status 101"
+             was the child's only thread, so the child exits with status 101\n",
         );
         std::process::exit(101);
     }
     std::process::exit(0);
+}
+
+/// A job of the helper pool called fork() and returned in the child, where the helper is
+/// the only thread: the child ends with status 0, as the green thread that forked does.
+#[cold]
+pub(crate) fn end_inherited_helper() -> ! {
+    std::process::exit(0);
+}
+
+/// Writes `msg` to stderr with one `write(2)`, not through std's stderr, whose lock a thread
+/// of the parent may have held at the fork.
+fn write_stderr(msg: &str) {
+    // SAFETY: a valid buffer of `msg.len()` bytes; a short or failed write loses only the
+    // message.
+    let _ = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
 
 /// `cell`'s value, initialized by `f` under the lock that `fork()` takes (see the module
@@ -211,30 +237,39 @@ fn lock_init() -> MutexGuard<'static, ()> {
 }
 
 /// Registers the fork handlers, once per process. Called when a runtime is built.
+///
+/// Not a `Once`: a thread registering blocks in `pthread_atfork` while another thread
+/// forks, and a child that inherited a `Once` in the middle of running would wait for it
+/// forever. The first caller registers; the others go on without waiting (a fork in
+/// between runs no handler of ours: runtimes built then are not marked in that child).
 pub(crate) fn register_handlers() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // SAFETY: the three functions are `extern "C"`, never unwind (they only lock,
-        // unlock and store), and live as long as the process.
-        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-        if rc != 0 {
-            // Only ENOMEM is possible: carry on without, and say so.
-            eprintln!(
-                "spindle: pthread_atfork failed ({}): fork() children will not know that \
-                 runtimes were inherited",
-                io::Error::from_raw_os_error(rc)
-            );
-        }
-    });
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if REGISTERED.load(Relaxed) || REGISTERED.swap(true, Relaxed) {
+        return;
+    }
+    // SAFETY: the three functions are `extern "C"`, cannot unwind (they only lock, unlock
+    // and store, and reach their thread-local with `try_with`), and live as long as the
+    // process.
+    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if rc != 0 {
+        // Only ENOMEM is possible: carry on without, and say so.
+        eprintln!(
+            "spindle: pthread_atfork failed ({}): fork() children will not know that \
+             runtimes were inherited",
+            io::Error::from_raw_os_error(rc)
+        );
+    }
 }
 
 extern "C" fn prepare() {
     let held = lock_init();
-    HELD_ACROSS_FORK.with(|h| *h.borrow_mut() = Some(held));
+    // A thread whose thread-locals are gone (forking from a TLS destructor) does not keep
+    // the lock across the fork: it is released here, and the fork goes on without it.
+    let _ = HELD_ACROSS_FORK.try_with(|h| *h.borrow_mut() = Some(held));
 }
 
 extern "C" fn parent() {
-    HELD_ACROSS_FORK.with(|h| drop(h.borrow_mut().take()));
+    let _ = HELD_ACROSS_FORK.try_with(|h| drop(h.borrow_mut().take()));
 }
 
 extern "C" fn child() {
@@ -244,5 +279,5 @@ extern "C" fn child() {
         context::set_current_worker(std::ptr::null());
         context::set_switch_ban(SwitchBan::InheritedAcrossFork);
     }
-    HELD_ACROSS_FORK.with(|h| drop(h.borrow_mut().take()));
+    let _ = HELD_ACROSS_FORK.try_with(|h| drop(h.borrow_mut().take()));
 }

@@ -80,14 +80,15 @@ fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Asserts that `stdout` has the line for `what` refused with the inherited-runtime message.
-fn assert_refused(stdout: &str, what: &str) {
+/// Asserts that `stdout` has the line for `what` refused with the inherited-runtime message,
+/// naming what was refused (`names`).
+fn assert_refused(stdout: &str, what: &str, names: &str) {
     let prefix = format!("child: {what}: refused: ");
     let line = stdout
         .lines()
         .find(|l| l.starts_with(&prefix))
         .unwrap_or_else(|| panic!("no refusal reported for {what}; stdout:\n{stdout}"));
-    for words in ["inherited", "fork", "exec", "build a new Runtime"] {
+    for words in [names, "inherited", "fork", "exec", "build a new Runtime"] {
         assert!(
             line.contains(words),
             "{what}: the message lacks {words:?}: {line}"
@@ -107,16 +108,26 @@ fn fork_from_a_green_thread_while_ten_thousand_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     // The first child: every use of the inherited runtime failed at once, with the message.
-    for what in [
-        "spindle::spawn",
-        "yield_now",
-        "channel recv",
-        "wait_readable",
-        "unblock",
-        "Runtime::spawn",
+    for (what, names) in [
+        (
+            "spindle::spawn",
+            "cannot spawn a thread from the green thread",
+        ),
+        ("yield_now", "cannot yield"),
+        ("channel recv", "on the green thread that called fork()"),
+        ("wait_readable", "cannot wait for I/O"),
+        ("unblock", "cannot unblock"),
+        (
+            "Runtime::spawn",
+            "cannot spawn a green thread on this runtime",
+        ),
     ] {
-        assert_refused(&stdout, what);
+        assert_refused(&stdout, what, names);
     }
+    assert!(
+        stdout.contains("child: 200 socket reads that found data all worked"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("child: try_recv, current() and local! work"),
         "{stdout}"
@@ -183,6 +194,7 @@ fn fork_from_a_green_thread() {
         // A channel nobody sends on, and a socket nobody writes: waits that can only fail.
         let (_tx, rx) = spindle::channel::unbounded::<u32>();
         let (quiet_end, _other_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut near, mut far) = spindle::net::unix::UnixStream::pair().unwrap();
         let rt = for_children.clone();
         let failing = spindle::spawn(move || {
             LOCAL_MARK.with(|m| m.set(7));
@@ -199,6 +211,20 @@ fn fork_from_a_green_thread() {
             refused("wait_readable", || spindle::io::wait_readable(&quiet_end));
             refused("unblock", || Ok::<_, String>(spindle::unblock(|| 1)));
             refused("Runtime::spawn", || Ok::<_, String>(rt.spawn(|| ())));
+            // Socket calls that need not wait work, past the 128 calls after which a green
+            // thread would yield to its worker.
+            use std::io::{Read, Write};
+            let mut byte = [0u8; 1];
+            let found = (0..200u8)
+                .filter(|&i| {
+                    near.write_all(&[i]).is_ok()
+                        && far.read_exact(&mut byte).is_ok()
+                        && byte[0] == i
+                })
+                .count();
+            if found == 200 {
+                println!("child: 200 socket reads that found data all worked");
+            }
             if rx.try_recv().is_err()
                 && spindle::current().is_green()
                 && LOCAL_MARK.with(|m| m.get()) == 7
@@ -243,15 +269,36 @@ fn fork_from_a_kernel_thread_while_a_runtime_runs() {
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for what in [
-        "Runtime::spawn",
-        "Runtime::block_on",
-        "Runtime::stall_events",
-        "one-to-one Runtime::spawn",
-        "join of a thread of the parent",
+    for (what, names) in [
+        (
+            "Runtime::spawn",
+            "cannot spawn a green thread on this runtime",
+        ),
+        (
+            "Runtime::block_on",
+            "cannot spawn a green thread on this runtime",
+        ),
+        ("Runtime::stall_events", "cannot read the stall events"),
+        (
+            "one-to-one Runtime::spawn",
+            "cannot spawn a thread on this one-to-one runtime",
+        ),
+        ("join of a thread of the parent", "cannot join thread"),
+        (
+            "a scope of the parent",
+            "cannot wait for the threads of a scope",
+        ),
     ] {
-        assert_refused(&stdout, what);
+        assert_refused(&stdout, what, names);
     }
+    assert!(
+        stdout.contains("parent: unblock's child exited with status 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("child: the job that forked ran to its end"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("child: dropped the inherited runtimes"),
         "{stdout}"
@@ -312,4 +359,42 @@ fn fork_from_a_kernel_thread() {
         "parent: the parked thread finished with {}",
         parked.join().unwrap()
     );
+
+    // A scope whose thread runs in the parent: the child, leaving the scope, would wait
+    // for a thread it does not have.
+    let (scoped_go_tx, scoped_go_rx) = spindle::channel::bounded::<()>(0);
+    let mut in_child = false;
+    let left_scope = catch_unwind(AssertUnwindSafe(|| {
+        spindle::scope(|s| {
+            s.spawn(|| scoped_go_rx.recv().unwrap());
+            let pid = fork();
+            if pid == 0 {
+                in_child = true;
+            } else {
+                scoped_go_tx.send(()).unwrap();
+            }
+            pid
+        })
+    }));
+    if in_child {
+        refused("a scope of the parent", || {
+            std::panic::resume_unwind(left_scope.expect_err("the scope was refused"))
+                as Result<(), String>
+        });
+        std::process::exit(0);
+    }
+    println!("parent: scope child {}", reap(left_scope.unwrap()));
+
+    // A job of the helper pool that forks: its child ends when the job does.
+    let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
+    let pid = rt.block_on(|| {
+        spindle::unblock(|| {
+            let pid = fork();
+            if pid == 0 {
+                println!("child: the job that forked ran to its end");
+            }
+            pid
+        })
+    });
+    println!("parent: unblock's child {}", reap(pid));
 }

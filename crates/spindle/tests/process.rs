@@ -32,10 +32,25 @@ fn sh(script: &str) -> Command {
     c
 }
 
+const CHILD_ENV: &str = "SPINDLE_TEST_PROCESS_CHILD";
+
 /// 100 children at once in many-to-one, each with a green thread parked in
-/// `wait_with_output` while a ticker green thread keeps ticking; none of it forks.
+/// `wait_with_output` while a ticker green thread keeps ticking; none of it forks. Run in a
+/// child process: a deadline turns a blocked worker into a failure, and no other test
+/// forks there while the forks are counted.
 #[test]
 fn hundred_children_at_once_while_a_ticker_ticks() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        let out =
+            common::rerun_in_child("hundred_children_at_once_while_a_ticker_ticks", CHILD_ENV);
+        assert!(
+            out.status.success(),
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
     count_forks();
     let forks_before = FORKS.load(SeqCst);
     let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
@@ -73,8 +88,8 @@ fn hundred_children_at_once_while_a_ticker_ticks() {
         drop(stdins_tx);
         let stdins: Vec<_> = stdins_rx.iter().collect();
         assert_eq!(stdins.len(), 100);
-        // Every waiter is parked in its child's output now, 100 children alive: the ticker
-        // must still get its worker.
+        // All 100 children are alive, waiting for their input, and every waiter has been
+        // queued to run into its wait_with_output: the ticker must still get its worker.
         let seen = ticks.load(SeqCst);
         while ticks.load(SeqCst) < seen + 5 {
             spindle::yield_now();
@@ -175,7 +190,7 @@ cross_model! {
 
     fn kill_then_wait_reports_the_signal(_model) {
         use std::os::unix::process::ExitStatusExt;
-        let mut child = sh("sleep 30").spawn().unwrap();
+        let mut child = sh("exec sleep 30").spawn().unwrap();
         assert!(child.try_wait().unwrap().is_none());
         child.kill().unwrap();
         let status = child.wait().unwrap();

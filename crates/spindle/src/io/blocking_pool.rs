@@ -25,6 +25,8 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::fork::Provenance;
 use std::time::Duration;
 
 /// Default maximum number of helper threads of a runtime.
@@ -67,6 +69,8 @@ pub(crate) struct BlockingPool {
     state: Mutex<State>,
     work: Condvar,
     config: BlockingConfig,
+    /// The process the pool's runtime was built in (`fork.rs`).
+    provenance: Provenance,
 }
 
 impl BlockingPool {
@@ -75,6 +79,7 @@ impl BlockingPool {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             config,
+            provenance: Provenance::here(),
         }
     }
 
@@ -127,6 +132,11 @@ impl BlockingPool {
             if let Some(job) = st.queue.pop_front() {
                 drop(st);
                 job();
+                if self.provenance.is_inherited() {
+                    // The job called fork() and returned in the child, where this helper
+                    // is the only thread: going on would take the parent's queued jobs.
+                    crate::fork::end_inherited_helper();
+                }
                 st = self.lock();
                 continue;
             }

@@ -32,7 +32,9 @@ pub(crate) fn spend() {
         l.set(if left == 0 { BUDGET } else { left });
         left
     });
-    if left == 0 {
+    // The green thread that called fork(), in the child, has no worker to yield to; a
+    // call that completed must not fail for it (fork.rs).
+    if left == 0 && !crate::fork::on_inherited_green_thread() {
         crate::thread::yield_now();
     }
 }

@@ -15,8 +15,9 @@ use crate::park::WaitReason;
 #[derive(Debug)]
 pub struct Child {
     inner: std::process::Child,
-    /// Readable once the child has exited (`pidfd_open(2)`).
-    pidfd: OwnedFd,
+    /// Readable once the child has exited (`pidfd_open(2)`); `None` if the child was
+    /// already reaped by someone else (`SIGCHLD` ignored), when waiting fails as std's.
+    pidfd: Option<OwnedFd>,
     /// The parent's end of the child's stdin, if it was piped.
     pub stdin: Option<ChildStdin>,
     /// The parent's end of the child's stdout, if it was piped.
@@ -30,25 +31,38 @@ impl Child {
     pub(super) fn from_std(mut inner: std::process::Child) -> io::Result<Child> {
         let pid = rustix::process::Pid::from_raw(inner.id() as i32)
             .expect("a child's process id is positive");
-        // The child cannot have been reaped yet (only `wait` here reaps it), so its pid
-        // still names it, even if it has exited.
+        // Unless the kernel reaps children itself (`SIGCHLD` ignored: ESRCH), the child
+        // cannot have been reaped yet, only `wait` here reaps it, so its pid still names
+        // it even if it has exited.
         let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
-            Ok(fd) => fd,
+            Ok(fd) => Some(fd),
+            Err(rustix::io::Errno::SRCH) => None,
             Err(e) => {
-                // Without a pidfd there is no way to wait without blocking: do not leave
-                // the child running unobserved.
-                let _ = inner.kill();
-                let _ = inner.wait();
-                return Err(io::Error::new(
-                    io::Error::from(e).kind(),
+                return Err(abandon(
+                    inner,
                     format!("spindle::process: pidfd_open failed for the new child: {e}"),
-                ));
+                    e.into(),
+                ))
+            }
+        };
+        let pipes = (|| {
+            Ok::<_, io::Error>((
+                inner.stdin.take().map(ChildStdin::from_std).transpose()?,
+                inner.stdout.take().map(ChildStdout::from_std).transpose()?,
+                inner.stderr.take().map(ChildStderr::from_std).transpose()?,
+            ))
+        })();
+        let (stdin, stdout, stderr) = match pipes {
+            Ok(p) => p,
+            Err(e) => {
+                let what = format!("spindle::process: cannot set up the child's pipes: {e}");
+                return Err(abandon(inner, what, e));
             }
         };
         Ok(Child {
-            stdin: inner.stdin.take().map(ChildStdin::from_std).transpose()?,
-            stdout: inner.stdout.take().map(ChildStdout::from_std).transpose()?,
-            stderr: inner.stderr.take().map(ChildStderr::from_std).transpose()?,
+            stdin,
+            stdout,
+            stderr,
             inner,
             pidfd,
         })
@@ -80,8 +94,13 @@ impl Child {
             if let Some(status) = self.inner.try_wait()? {
                 return Ok(status);
             }
+            let Some(pidfd) = &self.pidfd else {
+                // No pidfd, yet not reaped (pidfd_open said ESRCH, which only a reaped
+                // child gives): block in std's wait rather than spin.
+                return self.inner.wait();
+            };
             crate::io::wait_until(
-                std::os::fd::AsFd::as_fd(&self.pidfd),
+                std::os::fd::AsFd::as_fd(pidfd),
                 Interest::Read,
                 WaitReason::ProcessWait,
                 None,
@@ -112,6 +131,14 @@ impl Child {
             stderr: stderr?,
         })
     }
+}
+
+/// A child that cannot be handed out: killed and reaped, so that it is not left running
+/// unobserved; the error says `what` failed.
+fn abandon(mut child: std::process::Child, what: String, cause: io::Error) -> io::Error {
+    let _ = child.kill();
+    let _ = child.wait();
+    io::Error::new(cause.kind(), what)
 }
 
 /// Everything the pipe end gives until end of file (nothing if there is no pipe).

@@ -178,6 +178,8 @@ impl Command {
 
     fn start(&self, defaults: Defaults) -> io::Result<Child> {
         let mut cmd = std::process::Command::new(self.program_to_spawn()?);
+        // The child's argv[0] is the program as given, also when it was looked up here.
+        cmd.arg0(&self.program);
         cmd.args(&self.args);
         if self.env_clear {
             cmd.env_clear();

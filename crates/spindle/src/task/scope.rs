@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::Arc;
 
+use crate::fork::Provenance;
 use crate::park::{self, WaitReason};
 use crate::sched::context;
 use crate::task::thread::Thread;
@@ -21,6 +22,8 @@ pub(crate) struct ScopeData {
     running: AtomicUsize,
     unjoined_panics: AtomicUsize,
     owner: Thread,
+    /// The process the scope was opened in (`fork.rs`).
+    provenance: Provenance,
 }
 
 impl ScopeData {
@@ -70,6 +73,7 @@ where
             running: AtomicUsize::new(0),
             unjoined_panics: AtomicUsize::new(0),
             owner: context::current_thread(),
+            provenance: Provenance::here(),
         }),
         scope: PhantomData,
         env: PhantomData,
@@ -95,6 +99,16 @@ impl Drop for WaitForAll<'_> {
         // Never returns early: a green thread being cancelled at shutdown cannot park, and
         // `context::suspend` aborts the process rather than let this wait unwind while the
         // scoped threads still borrow the stack.
+        if self.0.running.load(Acquire) != 0 && self.0.provenance.is_inherited() {
+            // A fork child: the scope's threads were the parent's and do not exist here, so
+            // they will neither finish nor touch the borrowed data again.
+            panic!(
+                "{}",
+                crate::fork::inherited_error(
+                    "wait for the threads of a scope opened before the parent forked"
+                )
+            );
+        }
         let guard = crate::sched::context::AbortIfUnwound {
             what: "a scope waiting for its threads",
             still_borrowed: || self.0.running.load(Acquire) != 0,

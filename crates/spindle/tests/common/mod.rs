@@ -63,16 +63,19 @@ pub const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1
 /// Runs the test `test_name` of the current test binary again in a child process, with the
 /// environment variable `child_env` set so that the test knows to play the child, and
 /// returns the child's status and output (for tests of what must crash or fork). A child
-/// still running after [`CHILD_DEADLINE`] is killed and the test fails with its output, so
-/// a hang fails the test instead of stalling the suite.
+/// still running after [`CHILD_DEADLINE`] is killed, with every process it forked (it runs
+/// in a process group of its own), and the test fails with its output, so a hang fails the
+/// test instead of stalling the suite.
 pub fn rerun_in_child(test_name: &str, child_env: &str) -> std::process::Output {
     use std::io::Read;
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
 
     let mut child =
         std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
             .args(["--exact", test_name, "--nocapture"])
             .env(child_env, "1")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,7 +126,8 @@ pub fn rerun_in_child(test_name: &str, child_env: &str) -> std::process::Output 
         }
     };
     if !exited {
-        let _ = child.kill();
+        // The whole group: a forked grandchild that hangs holds the output pipes open.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
     let status = child.wait().expect("wait for the child test process");
     let stdout = stdout.join().expect("stdout reader");

@@ -111,6 +111,7 @@ use io_uring::{opcode, squeue, IoUring};
 use rustix::event::{eventfd, EventfdFlags};
 
 use super::{park_until_ready, Interest, Reactor};
+use crate::fork::Provenance;
 use crate::park::WaitReason;
 use crate::sched::context;
 use crate::task::thread::Thread;
@@ -137,6 +138,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// One worker's io_uring and wake eventfd.
 pub(crate) struct UringReactor {
     ring: IoUring,
+    /// The process the ring was set up in (`fork.rs`).
+    provenance: Provenance,
     /// Serializes pushes to the submission queue (module docs, "Who touches the ring").
     submit_lock: Mutex<()>,
     /// Requests whose ring reference has not come back: a busy worker reaps only while
@@ -269,6 +272,7 @@ impl UringReactor {
         let wake = eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| err("eventfd", e.into()))?;
         Ok(UringReactor {
             ring,
+            provenance: Provenance::here(),
             submit_lock: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
             wake,
@@ -489,6 +493,12 @@ impl UringReactor {
     /// is reaped, so without this the ring would never be dropped. Called only by the
     /// driver (or by drop).
     pub(crate) fn drain(&self) {
+        if self.provenance.is_inherited() {
+            // A fork child: the queues are memory shared with the parent's ring, which is
+            // the parent's to drain (fork.rs). Closing our copy of the descriptor and
+            // mappings, all that drop does next, leaves the parent's ring alone.
+            return;
+        }
         if self.has_in_flight() || self.wake_armed.load(Relaxed) {
             let all = opcode::AsyncCancel2::new(CancelBuilder::any())
                 .build()
