@@ -32,8 +32,9 @@
 //! The timer fires only while its thread uses the CPU, so a green thread blocked in a
 //! system call is not interrupted by it; a call that starts just as an interval ends may
 //! be, and the handler is installed with `SA_RESTART`, so most calls resume by themselves
-//! (those Linux never restarts, such as `epoll_wait` or `nanosleep`, return `EINTR`, as
-//! they would under a profiler). The signal is `SIGRTMIN + 6` ([`sample_signal`]), which
+//! (those Linux never restarts return `EINTR`, as they would under a profiler: `epoll_wait`,
+//! `nanosleep`, and socket reads and writes on a socket with `SO_RCVTIMEO` or
+//! `SO_SNDTIMEO` set, such as a raw std socket with a timeout used on a green thread). The signal is `SIGRTMIN + 6` ([`sample_signal`]), which
 //! glibc and std leave to applications; a program that uses it for itself can turn the
 //! accounting off with [`crate::runtime::Builder::cpu_accounting`].
 
@@ -73,6 +74,13 @@ impl CpuSampler {
             install_handler().map_err(|e| e.raw_os_error().unwrap_or(0))
         }) {
             return Err(io::Error::from_raw_os_error(*errno));
+        }
+        if !crate::stack::has_alt_stack() {
+            // The handler would run on the green stack that is running: near its guard
+            // page, a sample would overflow it.
+            return Err(io::Error::other(
+                "this kernel thread has no alternate signal stack (it could not be mapped)",
+            ));
         }
         // SAFETY: an all-zero sigevent is a valid value of the C struct; the fields that
         // matter are set below.

@@ -37,7 +37,7 @@ thread_local! {
 
 /// Makes sure the calling thread has an alternate signal stack, mapping one if it has none.
 pub(super) fn ensure_alt_stack() -> io::Result<()> {
-    if current().ss_flags & libc::SS_DISABLE == 0 {
+    if has_alt_stack() {
         return Ok(()); // std's, someone else's, or ours from an earlier call.
     }
     let alt = AltStack::map()?;
@@ -55,6 +55,11 @@ pub(super) fn ensure_alt_stack() -> io::Result<()> {
     // and unmaps it: the thread is exiting and runs no more green threads.
     let _ = OWNED_ALT_STACK.try_with(move |owned| owned.set(Some(alt)));
     Ok(())
+}
+
+/// Whether the calling thread has an alternate signal stack.
+pub(crate) fn has_alt_stack() -> bool {
+    current().ss_flags & libc::SS_DISABLE == 0
 }
 
 /// The calling thread's alternate stack settings.

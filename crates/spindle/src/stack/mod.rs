@@ -163,6 +163,7 @@ mod test_support;
 use std::fmt;
 use std::io;
 
+pub(crate) use alt_stack::has_alt_stack;
 pub(crate) use green_stack::GreenStack;
 pub(crate) use guard::guard_install_supported;
 pub(crate) use overflow::{prepare_thread_for_green_stacks, set_running, OverflowInfo};

@@ -24,8 +24,12 @@
 //! with `-ECANCELED`, and its memory goes with the ring's reference, never before. Nothing
 //! here needs the cancel to succeed or to be synchronous: a request that runs on after its
 //! waiter left only unparks that thread once more, a spurious wakeup, which every park
-//! allows. The cancel cannot hit the wrong request: it names the address of a `Completion`
-//! the waiter still holds, so no other live request can have that address.
+//! allows. The cancel cannot hit the wrong request. It names the address of the waiter's
+//! `Completion`, which the waiter holds while it pushes the cancel, and the kernel consumes
+//! the submission queue in order: a later request at the same address (the memory reused
+//! once the completion is reaped) can only be queued after the cancel, so it is not in
+//! flight yet when the cancel runs, even if the cancel's own `io_uring_enter` failed and
+//! the driver submits it later.
 //!
 //! # Who touches the ring
 //!
