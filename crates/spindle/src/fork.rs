@@ -94,15 +94,17 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::sched::context::{self, SwitchBan};
 use crate::task::thread::ThreadId;
 
-/// Bumped by the child handler: which copy of the process this is. Relaxed is enough: it is
-/// written only in a child with one thread, before that thread can start any other.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Bumped by the child handler: which copy of the process this is (32 bits, so that the
+/// stamp fits in padding of the structures that carry it; it wraps only after 2^32
+/// generations of fork children). Relaxed is enough: it is written only in a child with
+/// one thread, before that thread can start any other.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 /// The first thread id handed out in this process after its latest fork; lower ids belong
 /// to threads of an ancestor (0: this process never forked).
@@ -124,7 +126,7 @@ const WHAT_TO_DO: &str = "this process is a fork() child, and the runtime was in
 
 /// Which process a runtime was built in.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Provenance(u64);
+pub(crate) struct Provenance(u32);
 
 impl Provenance {
     /// This process, now.

@@ -131,20 +131,14 @@ pub(crate) fn set_kernel_self(thread: Thread) {
 #[inline]
 pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
     let g = task.green();
-    match switch_ban() {
-        SwitchBan::None => {}
-        SwitchBan::Cancelling => blocked_while_cancelled(task),
-        SwitchBan::InheritedAcrossFork => crate::fork::refuse(match why {
-            Suspend::Yield => {
-                "yield (or wait: waits may yield first) on the green thread that \
-                called fork()"
-            }
-            Suspend::Park | Suspend::ParkUntil(_) => {
-                "wait (for a lock, a channel, a join, I/O) \
-                on the green thread that called fork()"
-            }
-            Suspend::SleepUntil(_) => "sleep on the green thread that called fork()",
-        }),
+    let ban = switch_ban();
+    if ban != SwitchBan::None {
+        let attempt = match why {
+            Suspend::Yield => SwitchAttempt::Yield,
+            Suspend::Park | Suspend::ParkUntil(_) => SwitchAttempt::Wait,
+            Suspend::SleepUntil(_) => SwitchAttempt::Sleep,
+        };
+        switch_refused(task, ban, attempt);
     }
     // SAFETY: `task` is the green thread running on this kernel thread; reading one field
     // through the raw pointer creates no reference to the rest of the record.
@@ -224,6 +218,33 @@ pub(crate) fn switch_ban() -> SwitchBan {
 /// Sets the ban [`suspend`] checks.
 pub(crate) fn set_switch_ban(ban: SwitchBan) {
     SWITCH_BAN.with(|c| c.set(ban));
+}
+
+/// What a green thread that may not switch tried to do.
+#[derive(Clone, Copy)]
+enum SwitchAttempt {
+    Yield,
+    Wait,
+    Sleep,
+}
+
+/// The running green thread may not switch (`ban`), and tried to (`attempt`): abort or panic
+/// with the reason. Out of line, so that `suspend` keeps one load and one branch for it.
+#[cold]
+#[inline(never)]
+fn switch_refused(task: &ThreadInner, ban: SwitchBan, attempt: SwitchAttempt) -> ! {
+    match ban {
+        SwitchBan::Cancelling | SwitchBan::None => blocked_while_cancelled(task),
+        SwitchBan::InheritedAcrossFork => crate::fork::refuse(match attempt {
+            SwitchAttempt::Yield => {
+                "yield (or wait: waits may yield first) on the green thread that called fork()"
+            }
+            SwitchAttempt::Wait => {
+                "wait (for a lock, a channel, a join, I/O) on the green thread that called fork()"
+            }
+            SwitchAttempt::Sleep => "sleep on the green thread that called fork()",
+        }),
+    }
 }
 
 /// A green thread being cancelled at runtime shutdown tried to switch away (to block, sleep
