@@ -564,25 +564,38 @@ impl UringReactor {
     pub(crate) fn file_request(
         &self,
         file: &Arc<std::fs::File>,
-        buffer: Vec<u8>,
+        mut buffer: Vec<u8>,
         reason: WaitReason,
         make: FileEntry<'_>,
     ) -> io::Result<(usize, Vec<u8>)> {
         let fd = Fd(file.as_raw_fd());
-        let op = Completion::new(buffer, Some(file.clone()));
-        // SAFETY: the request is not made yet, so the buffer is the waiter's alone.
-        let (ptr, len) = unsafe {
-            let buf = &mut *op.buffer.get();
-            (buf.as_mut_ptr(), buf.len().min(u32::MAX as usize) as u32)
-        };
-        let result = self
-            .run(make(fd, ptr, len), &op, reason, None)?
-            .expect("a request without deadline completes");
-        // SAFETY: `done` was read (Acquire) by `run`: the kernel is finished with it.
-        let buffer = std::mem::take(unsafe { &mut *op.buffer.get() });
-        if result < 0 {
-            return Err(io::Error::from_raw_os_error(-result));
+        let mut cancelled_by_kernel = 0;
+        loop {
+            let op = Completion::new(buffer, Some(file.clone()));
+            // SAFETY: the request is not made yet, so the buffer is the waiter's alone.
+            let (ptr, len) = unsafe {
+                let buf = &mut *op.buffer.get();
+                (buf.as_mut_ptr(), buf.len().min(u32::MAX as usize) as u32)
+            };
+            let result = self
+                .run(make(fd, ptr, len), &op, reason, None)?
+                .expect("a request without deadline completes");
+            // SAFETY: `done` was read (Acquire) by `run`: the kernel is finished with it.
+            buffer = std::mem::take(unsafe { &mut *op.buffer.get() });
+            // A file request has no deadline, and a waiter unwound from it does not get
+            // here, so it never cancels its own request: -ECANCELED comes from the kernel,
+            // which cancels the pending async work of a kernel thread that exits. That is
+            // the driver that submitted it, when migration handed the worker to a new
+            // kernel thread and the old one ended. The request did not run: submit it
+            // again, from the driver there is now (a few times at most).
+            if result == -libc::ECANCELED && cancelled_by_kernel < 8 {
+                cancelled_by_kernel += 1;
+                continue;
+            }
+            if result < 0 {
+                return Err(io::Error::from_raw_os_error(-result));
+            }
+            return Ok((result as usize, buffer));
         }
-        Ok((result as usize, buffer))
     }
 }
