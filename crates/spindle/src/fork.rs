@@ -140,6 +140,13 @@ impl Provenance {
         GENERATION.load(Relaxed) != self.0
     }
 
+    /// Panics with [`inherited_error`] if inherited: `what` was asked of the runtime.
+    pub(crate) fn assert_here(self, what: &str) {
+        if self.is_inherited() {
+            refuse(what);
+        }
+    }
+
     /// `Err` with [`inherited_error`] if inherited.
     pub(crate) fn check(self, what: &str) -> io::Result<()> {
         if self.is_inherited() {
@@ -186,8 +193,9 @@ pub(crate) fn as_kernel_thread<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Panics with [`inherited_error`]: the inherited green thread of a fork child tried to do
-/// `what`, which needs its worker (to switch to it: park, sleep, yield; or to hand it work).
+/// Panics with [`inherited_error`]: `what` needs what stayed in the parent (a runtime's
+/// threads, or, on the green thread that forked, its worker: to switch to it or hand it
+/// work).
 #[cold]
 pub(crate) fn refuse(what: &str) -> ! {
     panic!("{}", inherited_error(what));

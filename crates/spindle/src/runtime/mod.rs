@@ -329,13 +329,9 @@ impl Runtime {
     pub fn stall_events(&self) -> Vec<StallEvent> {
         match &self.kind {
             Kind::Green(g) => {
-                if let Err(e) = g
-                    .pool
+                g.pool
                     .provenance
-                    .check("read the stall events of this runtime")
-                {
-                    panic!("{e}");
-                }
+                    .assert_here("read the stall events of this runtime");
                 g.pool.monitor.events()
             }
             Kind::OneToOne(_) => Vec::new(),
@@ -389,9 +385,8 @@ impl Runtime {
         }
         match &self.kind {
             Kind::OneToOne(rt) if context::current_green().is_none() => {
-                if let Err(e) = rt.provenance.check("block_on this one-to-one runtime") {
-                    panic!("{e}");
-                }
+                rt.provenance
+                    .assert_here("block_on this one-to-one runtime");
                 context::with_entered(rt.clone(), f)
             }
             kind => {

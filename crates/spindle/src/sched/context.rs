@@ -234,7 +234,8 @@ enum SwitchAttempt {
 #[inline(never)]
 fn switch_refused(task: &ThreadInner, ban: SwitchBan, attempt: SwitchAttempt) -> ! {
     match ban {
-        SwitchBan::Cancelling | SwitchBan::None => blocked_while_cancelled(task),
+        SwitchBan::Cancelling => blocked_while_cancelled(task),
+        SwitchBan::None => unreachable!("switch_refused without a ban"),
         SwitchBan::InheritedAcrossFork => crate::fork::refuse(match attempt {
             SwitchAttempt::Yield => {
                 "yield (or wait: waits may yield first) on the green thread that called fork()"

@@ -34,7 +34,8 @@
 //! be, and the handler is installed with `SA_RESTART`, so most calls resume by themselves
 //! (those Linux never restarts return `EINTR`, as they would under a profiler: `epoll_wait`,
 //! `nanosleep`, and socket reads and writes on a socket with `SO_RCVTIMEO` or
-//! `SO_SNDTIMEO` set, such as a raw std socket with a timeout used on a green thread). The signal is `SIGRTMIN + 6` ([`sample_signal`]), which
+//! `SO_SNDTIMEO` set, such as a raw std socket with a timeout used on a green thread).
+//! The signal is `SIGRTMIN + 6` ([`sample_signal`]), which
 //! glibc and std leave to applications; a program that uses it for itself can turn the
 //! accounting off with [`crate::runtime::Builder::cpu_accounting`].
 

@@ -99,15 +99,12 @@ impl Drop for WaitForAll<'_> {
         // Never returns early: a green thread being cancelled at shutdown cannot park, and
         // `context::suspend` aborts the process rather than let this wait unwind while the
         // scoped threads still borrow the stack.
-        if self.0.running.load(Acquire) != 0 && self.0.provenance.is_inherited() {
-            // A fork child: the scope's threads were the parent's and do not exist here, so
+        if self.0.running.load(Acquire) != 0 {
+            // In a fork child, the scope's threads were the parent's and do not exist here:
             // they will neither finish nor touch the borrowed data again.
-            panic!(
-                "{}",
-                crate::fork::inherited_error(
-                    "wait for the threads of a scope opened before the parent forked"
-                )
-            );
+            self.0
+                .provenance
+                .assert_here("wait for the threads of a scope opened before the parent forked");
         }
         let guard = crate::sched::context::AbortIfUnwound {
             what: "a scope waiting for its threads",

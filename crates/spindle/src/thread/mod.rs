@@ -174,13 +174,10 @@ impl<T> JoinHandle<T> {
         // SAFETY: `this` is never used or dropped again, so the `Thread` is moved out once.
         let thread = unsafe { std::ptr::read(&this.thread) };
         if crate::fork::belongs_to_parent(thread.inner.id) && !thread.inner.result.is_done() {
-            panic!(
-                "{}",
-                crate::fork::inherited_error(&format!(
-                    "join thread {}, which was running when the parent forked",
-                    thread.inner.id
-                ))
-            );
+            crate::fork::refuse(&format!(
+                "join thread {}, which was running when the parent forked",
+                thread.inner.id
+            ));
         }
         // SAFETY: the slot's `T` is ours (`new`), and the handle's drop (`detach`) does not
         // run: the handle is in a `ManuallyDrop`.
