@@ -3,7 +3,10 @@
 //! `spindle-lab report` runs every experiment and writes `report/` (report.md,
 //! results.json and one SVG plot per experiment); `spindle-lab bench NAME` runs one, with
 //! `--model`, `--n` and `--json`; `spindle-lab demo NAME` shows one behaviour in a few
-//! lines (`fork`).
+//! lines (`fork`, `dump`).
+//!
+//! `kill -QUIT` (or Ctrl-\\ in a terminal) makes a running lab write a dump of every
+//! spindle thread to stderr and go on (`spindle::debug::install_dump_signal`).
 
 mod bench;
 mod demo;
@@ -71,6 +74,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = spindle::debug::install_dump_signal(libc::SIGQUIT) {
+        eprintln!("spindle-lab: no thread dump on SIGQUIT: {e}");
+    }
     let outcome = match cli.command {
         Command::Report { quick, out } => report::run(quick, &out),
         Command::Bench {

@@ -27,6 +27,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
+pub mod debug;
 pub(crate) mod fork;
 pub mod fs;
 pub mod io;

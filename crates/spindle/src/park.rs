@@ -22,6 +22,7 @@ use crate::task::{ThreadInner, ThreadKind};
 /// What a parked thread waits for, shown in dumps. One per place that parks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum WaitReason {
     /// Not waiting.
     None,
@@ -96,9 +97,65 @@ pub enum WaitReason {
     PipeRead,
     /// A write to a child process's piped stdin.
     PipeWrite,
+    /// `spindle::debug::threads` and the dumps: waiting for the workers' answers.
+    DebugDump,
 }
 
 impl WaitReason {
+    /// Every reason, each at the index of its discriminant.
+    const ALL: [WaitReason; 37] = [
+        WaitReason::None,
+        WaitReason::Park,
+        WaitReason::Sleep,
+        WaitReason::Join,
+        WaitReason::Scope,
+        WaitReason::MutexLock,
+        WaitReason::CondvarWait,
+        WaitReason::ChannelSend,
+        WaitReason::ChannelRecv,
+        WaitReason::ChannelSelect,
+        WaitReason::BlockOn,
+        WaitReason::RwLockRead,
+        WaitReason::RwLockWrite,
+        WaitReason::BarrierWait,
+        WaitReason::SemaphoreAcquire,
+        WaitReason::WaitGroupWait,
+        WaitReason::OnceWait,
+        WaitReason::Unblock,
+        WaitReason::IoReadable,
+        WaitReason::IoWritable,
+        WaitReason::TcpAccept,
+        WaitReason::TcpConnect,
+        WaitReason::TcpRead,
+        WaitReason::TcpWrite,
+        WaitReason::UdpRecv,
+        WaitReason::UdpSend,
+        WaitReason::UnixAccept,
+        WaitReason::UnixConnect,
+        WaitReason::UnixRead,
+        WaitReason::UnixWrite,
+        WaitReason::FileRead,
+        WaitReason::FileWrite,
+        WaitReason::FileSync,
+        WaitReason::ProcessWait,
+        WaitReason::PipeRead,
+        WaitReason::PipeWrite,
+        WaitReason::DebugDump,
+    ];
+
+    /// Every reason, in discriminant order.
+    pub(crate) fn all() -> &'static [WaitReason] {
+        &WaitReason::ALL
+    }
+
+    /// The reason whose discriminant is `n` (`WaitReason::None` for an unknown one).
+    pub(crate) fn from_u8(n: u8) -> WaitReason {
+        WaitReason::ALL
+            .get(usize::from(n))
+            .copied()
+            .unwrap_or(WaitReason::None)
+    }
+
     /// A short description, as shown in dumps ("channel recv", "mutex lock", ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -138,6 +195,7 @@ impl WaitReason {
             WaitReason::ProcessWait => "process wait",
             WaitReason::PipeRead => "pipe read",
             WaitReason::PipeWrite => "pipe write",
+            WaitReason::DebugDump => "debug dump",
         }
     }
 }
@@ -152,7 +210,11 @@ impl WaitReason {
 pub(crate) fn park(reason: WaitReason) {
     match context::current_green() {
         Some(task) => park_green(task, reason, None),
-        None => std::thread::park(),
+        None => {
+            context::show_kernel_wait(reason);
+            std::thread::park();
+            context::show_kernel_wait(WaitReason::None);
+        }
     }
 }
 
@@ -163,7 +225,9 @@ pub(crate) fn park_until(reason: WaitReason, deadline: Instant) {
         None => {
             let now = Instant::now();
             if deadline > now {
+                context::show_kernel_wait(reason);
                 std::thread::park_timeout(deadline - now);
+                context::show_kernel_wait(WaitReason::None);
             }
         }
     }
@@ -182,22 +246,33 @@ pub(crate) fn park_timeout(reason: WaitReason, timeout: Duration) {
 pub(crate) fn sleep_until(deadline: Instant) {
     match context::current_green() {
         Some(task) => {
+            let local = task.green().local_ptr();
             // SAFETY: `task` is the green thread running on this kernel thread, which is
-            // its owning worker's; the borrow ends before the switch.
-            unsafe { (*task.green().local_ptr()).wait_reason = WaitReason::Sleep };
+            // its owning worker's; the borrows end before the switch.
+            unsafe {
+                (*local).wait_reason = WaitReason::Sleep;
+                (*local).wait_deadline = Some(deadline);
+            }
             while Instant::now() < deadline {
                 context::suspend(task, Suspend::SleepUntil(deadline));
             }
             // SAFETY: as above.
-            unsafe { (*task.green().local_ptr()).wait_reason = WaitReason::None };
-        }
-        None => loop {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+            unsafe {
+                (*local).wait_reason = WaitReason::None;
+                (*local).wait_deadline = None;
             }
-            std::thread::sleep(deadline - now);
-        },
+        }
+        None => {
+            context::show_kernel_wait(WaitReason::Sleep);
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                std::thread::sleep(deadline - now);
+            }
+            context::show_kernel_wait(WaitReason::None);
+        }
     }
 }
 
@@ -209,8 +284,12 @@ fn park_green(task: &ThreadInner, reason: WaitReason, deadline: Option<Instant>)
     if g.state.try_consume_token() {
         return;
     }
-    // SAFETY: `task` runs on this kernel thread, its owning worker's; the borrow ends here.
-    unsafe { (*g.local_ptr()).wait_reason = reason };
+    let local = g.local_ptr();
+    // SAFETY: `task` runs on this kernel thread, its owning worker's; the borrows end here.
+    unsafe {
+        (*local).wait_reason = reason;
+        (*local).wait_deadline = deadline;
+    }
     let why = match deadline {
         Some(d) => Suspend::ParkUntil(d),
         None => Suspend::Park,
@@ -218,7 +297,36 @@ fn park_green(task: &ThreadInner, reason: WaitReason, deadline: Option<Instant>)
     // The worker commits the park after the switch (sched/README.md, step 2).
     context::suspend(task, why);
     // SAFETY: as above, after the switch back.
-    unsafe { (*g.local_ptr()).wait_reason = WaitReason::None };
+    unsafe {
+        (*local).wait_reason = WaitReason::None;
+        (*local).wait_deadline = None;
+    }
+}
+
+/// Shows, in dumps, the descriptor the running green thread waits on for as long as the
+/// value lives (I/O waits park in a loop, possibly several times).
+pub(crate) struct ShowWaitFd(Option<*mut crate::task::green::GreenLocal>);
+
+impl ShowWaitFd {
+    pub(crate) fn new(fd: i32) -> ShowWaitFd {
+        ShowWaitFd(context::current_green().map(|task| {
+            let local = task.green().local_ptr();
+            // SAFETY: the running green thread's own record, on its worker's kernel thread;
+            // one field written through the raw pointer.
+            unsafe { (*local).wait_fd = fd };
+            local
+        }))
+    }
+}
+
+impl Drop for ShowWaitFd {
+    fn drop(&mut self) {
+        if let Some(local) = self.0 {
+            // SAFETY: as in `new`: the same thread (a green thread never changes record),
+            // still running, writing its own field.
+            unsafe { (*local).wait_fd = -1 };
+        }
+    }
 }
 
 /// Makes `thread`'s token available, waking it if it is parked.
@@ -238,5 +346,22 @@ pub(crate) fn unpark(thread: &Arc<ThreadInner>) {
                 g.owner().schedule(owned);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WaitReason;
+
+    #[test]
+    fn every_reason_round_trips_through_its_discriminant() {
+        for (i, r) in WaitReason::ALL.iter().enumerate() {
+            assert_eq!(
+                *r as u8 as usize, i,
+                "{r:?} is out of place in WaitReason::ALL"
+            );
+            assert_eq!(WaitReason::from_u8(*r as u8), *r);
+        }
+        assert_eq!(WaitReason::from_u8(u8::MAX), WaitReason::None);
     }
 }

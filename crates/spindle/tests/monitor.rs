@@ -83,8 +83,7 @@ fn stall_is_recorded(model: Model) {
     let stuck = rt.block_on(move || {
         let t = h
             .spawn(move || {
-                // A raw kernel wait: holds the worker until the test releases it.
-                release_rx.recv().unwrap();
+                blocked_in_a_raw_kernel_wait(release_rx);
                 spindle::yield_now();
             })
             .unwrap();
@@ -98,6 +97,9 @@ fn stall_is_recorded(model: Model) {
     });
     assert_eq!(ongoing.cause, StallCause::SystemCall);
     assert!(ongoing.duration >= Duration::from_millis(5));
+    // A thread in a system call is not signalled for a backtrace (its call could fail
+    // with EINTR): the raw wait below returns only when released.
+    assert!(ongoing.backtrace.is_none());
     release_tx.send(()).unwrap();
     let ended = wait_for("the stall to end", || {
         rt.stall_events()
@@ -111,6 +113,66 @@ fn stall_is_recorded(model: Model) {
     assert!(
         text.contains("stuck") && text.contains("system call"),
         "{text}"
+    );
+}
+
+/// A raw kernel wait: holds the worker until the test releases it.
+#[inline(never)]
+fn blocked_in_a_raw_kernel_wait(release: mpsc::Receiver<()>) {
+    release.recv().unwrap();
+    std::hint::black_box(());
+}
+
+/// The function names of a stall event's backtrace, innermost first.
+fn frame_names(e: &spindle::runtime::StallEvent) -> Vec<String> {
+    e.backtrace
+        .as_ref()
+        .map(|b| {
+            b.frames()
+                .iter()
+                .flat_map(|f| f.symbols.iter())
+                .filter_map(|s| s.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Spins until `stop`, never calling `checkpoint()`.
+#[inline(never)]
+fn computing_without_checkpoints(stop: &std::sync::atomic::AtomicBool) -> u64 {
+    let mut x = 1u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}
+
+/// A stall by a computation carries the backtrace of where it computes, taken while it runs.
+#[test]
+fn a_computing_stall_shows_where_it_computes() {
+    let rt = Runtime::builder()
+        .model(Model::ManyToOne)
+        .stall_threshold(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = rt.spawn(move || computing_without_checkpoints(&s2));
+    let id = h.thread().id();
+    let event = wait_for("a stall with a backtrace", || {
+        rt.stall_events()
+            .into_iter()
+            .find(|e| e.thread == Some(id) && e.backtrace.is_some())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+    assert_eq!(event.cause, StallCause::Running);
+    let names = frame_names(&event);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("computing_without_checkpoints")),
+        "{names:#?}"
     );
 }
 

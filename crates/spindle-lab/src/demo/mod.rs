@@ -1,6 +1,7 @@
 //! Demonstrations: small programs that show one behaviour of spindle in a few lines of
 //! output (`spindle-lab demo NAME`), unlike the experiments, which measure.
 
+mod dump;
 mod fork;
 
 use std::io;
@@ -14,11 +15,15 @@ pub enum Demo {
     /// child that builds its own runtime works, and Command starts 100 children without
     /// forking while a ticker ticks.
     Fork,
+    /// debug::dump_text() of a program whose green threads wait in a dozen ways, and the
+    /// time to dump 100,000 parked green threads with their backtraces.
+    Dump,
 }
 
 /// Shows `demo` on stdout.
 pub fn run(demo: Demo) -> io::Result<()> {
     match demo {
         Demo::Fork => fork::run(),
+        Demo::Dump => dump::run(),
     }
 }

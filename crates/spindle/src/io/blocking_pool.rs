@@ -87,6 +87,12 @@ impl BlockingPool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether a helper runs a job, or a job waits for one.
+    pub(crate) fn is_busy(&self) -> bool {
+        let st = self.lock();
+        st.threads > st.idle || !st.queue.is_empty()
+    }
+
     /// Runs `job` on a helper thread. Gives jobs back, to run on the calling thread, if no
     /// helper can take them (the runtime has shut down, or no helper thread can be started
     /// and none is left).

@@ -29,6 +29,7 @@
 mod model;
 
 pub use crate::io::IoBackend;
+pub use crate::sched::all_asleep::DEFAULT_GRACE as DEFAULT_ALL_ASLEEP_GRACE;
 pub use crate::sched::cpu_sampler::SAMPLE_INTERVAL as CPU_SAMPLE_INTERVAL;
 pub use crate::sched::monitor::{
     StallCause, StallEvent, DEFAULT_STALL_THRESHOLD, DEFAULT_TIME_SLICE, MAX_STALL_EVENTS,
@@ -39,7 +40,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fork::Provenance;
+use crate::debug::runtimes::RuntimeRef;
 use crate::io::BlockingConfig;
 use crate::sched::context;
 use crate::sched::monitor::MonitorConfig;
@@ -122,6 +123,28 @@ impl Builder {
     /// (default: no; [`Runtime::stall_events`] has them either way).
     pub fn report_stalls(mut self, yes: bool) -> Builder {
         self.monitor.report_stalls = yes;
+        self
+    }
+
+    /// After how long the monitor says that every green thread of the runtime is asleep
+    /// for good, or `None` never (default: [`DEFAULT_ALL_ASLEEP_GRACE`], 5 s). "Asleep for
+    /// good": every thread parked, no timer, no I/O and no helper-pool work pending, so
+    /// that only a thread outside the runtime could wake one (a deadlock, unless such a
+    /// thread will). The monitor prints a warning with a dump of the runtime's threads to
+    /// stderr, once until a thread runs again; see [`Builder::panic_when_all_asleep`].
+    /// Not used in the one-to-one model.
+    pub fn report_all_asleep(mut self, after: Option<Duration>) -> Builder {
+        self.monitor.all_asleep_after = after;
+        self
+    }
+
+    /// Instead of only warning when every green thread is asleep for good (see
+    /// [`Builder::report_all_asleep`]), shut the runtime down: its threads are cancelled
+    /// (their destructors run, as when a runtime is dropped) and [`Runtime::block_on`]
+    /// panics with the report and the dump instead of hanging forever. The runtime refuses
+    /// new work from then on. Default: no.
+    pub fn panic_when_all_asleep(mut self, yes: bool) -> Builder {
+        self.monitor.panic_when_all_asleep = yes;
         self
     }
 
@@ -209,9 +232,11 @@ impl Builder {
             ));
         }
         let blocking = self.blocking;
+        let grace = monitor.all_asleep_after.unwrap_or(Duration::MAX);
         for (what, d) in [
             ("time_slice", monitor.time_slice),
             ("stall_threshold", monitor.stall_threshold),
+            ("report_all_asleep", grace),
         ] {
             if d < Duration::from_millis(1) {
                 return Err(io::Error::new(
@@ -240,10 +265,7 @@ impl Builder {
                 io_backend.expect("resolved for green models"),
                 self.cpu_accounting,
             )?),
-            Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared {
-                stack_size,
-                provenance: Provenance::here(),
-            })),
+            Model::OneToOne => Kind::OneToOne(Arc::new(OneToOneShared::new(stack_size))),
             Model::ManyToMany { workers: 0 } => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -269,6 +291,11 @@ impl Builder {
                 self.cpu_accounting,
             )?),
         };
+        let runtime = match &kind {
+            Kind::Green(g) => RuntimeRef::Green(&g.pool),
+            Kind::OneToOne(o) => RuntimeRef::OneToOne(o),
+        };
+        crate::debug::runtimes::register(self.model, io_backend, runtime);
         Ok(Runtime {
             model: self.model,
             io_backend,
@@ -332,7 +359,7 @@ impl Runtime {
                 g.pool
                     .provenance
                     .assert_here("read the stall events of this runtime");
-                g.pool.monitor.events()
+                g.pool.monitor.events(&g.pool.workers)
             }
             Kind::OneToOne(_) => Vec::new(),
         }
@@ -411,7 +438,13 @@ impl Runtime {
                 std::mem::forget(guard);
                 match joined {
                     Ok(v) => v,
-                    Err(payload) => std::panic::resume_unwind(payload),
+                    // Cancelled, not panicked (the runtime shut down under it: dropped from
+                    // one of its threads, or all asleep with `panic_when_all_asleep`): no
+                    // panic message was printed yet, so panic with the reason.
+                    Err(payload) => match payload.downcast::<crate::thread::Cancelled>() {
+                        Ok(cancelled) => panic!("block_on: {cancelled}"),
+                        Err(payload) => std::panic::resume_unwind(payload),
+                    },
                 }
             }
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::sched::one_to_one::OneToOneShared;
 use crate::sched::pool::PoolShared;
 use crate::sched::worker::Worker;
-use crate::task::green::Suspend;
+use crate::task::green::{Resume, Suspend};
 use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
 
@@ -119,6 +119,18 @@ pub(crate) fn current_thread() -> Thread {
     })
 }
 
+/// Shows `reason` as what this kernel thread waits for in dumps, if spindle has a record
+/// of it (a thread of a one-to-one runtime always has one).
+pub(crate) fn show_kernel_wait(reason: crate::park::WaitReason) {
+    KERNEL_SELF.with(|k| {
+        if let Some(t) = k.get() {
+            t.inner
+                .kernel_wait
+                .store(reason as u8, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+}
+
 /// Installs `thread` as this kernel thread's record (for threads spindle spawns itself,
 /// so that `current()` returns the same record the spawner's `JoinHandle` holds).
 pub(crate) fn set_kernel_self(thread: Thread) {
@@ -137,6 +149,7 @@ pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
             Suspend::Yield => SwitchAttempt::Yield,
             Suspend::Park | Suspend::ParkUntil(_) => SwitchAttempt::Wait,
             Suspend::SleepUntil(_) => SwitchAttempt::Sleep,
+            Suspend::Captured => unreachable!("a capture is not a switch a thread asks for"),
         };
         switch_refused(task, ban, attempt);
     }
@@ -147,7 +160,18 @@ pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
     // SAFETY: the yielder was stored by this coroutine on its first resume and lives in
     // the coroutine's root frame, which exists until the coroutine returns; we are running
     // inside that coroutine, so it has not returned.
-    unsafe { (*yielder).suspend(why) };
+    let yielder = unsafe { &*yielder };
+    let mut why = why;
+    loop {
+        match yielder.suspend(why) {
+            Resume::Run => return,
+            // The worker wants to know where this thread waits (a dump): say, and wait on.
+            Resume::CaptureBacktrace(capture) => {
+                crate::debug::capture::record(yielder, capture);
+                why = Suspend::Captured;
+            }
+        }
+    }
 }
 
 /// Why the green thread on this kernel thread may not switch away, if it may not.

@@ -127,6 +127,15 @@ fn install_handler() -> io::Result<()> {
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = on_sample as *const () as libc::sighandler_t;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+    // SAFETY: `action.sa_mask` is a valid sigset_t to initialise; the stall backtrace's
+    // signal is blocked while a sample is counted, so that the two handlers never nest.
+    unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaddset(
+            &mut action.sa_mask,
+            crate::sched::stall_backtrace::stall_signal(),
+        );
+    }
     // SAFETY: installing a handler for a real-time signal with a valid action; the
     // handler is async-signal-safe (module docs).
     if unsafe { libc::sigaction(sample_signal(), &action, std::ptr::null_mut()) } != 0 {

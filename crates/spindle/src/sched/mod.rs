@@ -4,6 +4,7 @@
 //! queue order of many-to-many, the monitor, migration and shutdown are written down in
 //! `README.md` beside this file.
 
+pub(crate) mod all_asleep;
 pub(crate) mod context;
 pub(crate) mod cpu_sampler;
 pub(crate) mod hand_off;
@@ -13,5 +14,6 @@ pub(crate) mod many_to_one;
 pub(crate) mod monitor;
 pub(crate) mod one_to_one;
 pub(crate) mod pool;
+pub(crate) mod stall_backtrace;
 pub(crate) mod timers;
 pub(crate) mod worker;

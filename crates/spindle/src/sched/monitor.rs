@@ -29,12 +29,15 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::sched::all_asleep::AllAsleep;
 use crate::sched::hand_off::{self, HandOff};
 use crate::sched::pool::PoolShared;
+use crate::sched::stall_backtrace::{self, StallCapture};
+use crate::sched::worker::WorkerShared;
 use crate::task::thread::ThreadId;
 
 /// Default time slice of `spindle::checkpoint()`.
@@ -52,6 +55,11 @@ pub(crate) struct MonitorConfig {
     pub(crate) time_slice: Duration,
     pub(crate) stall_threshold: Duration,
     pub(crate) report_stalls: bool,
+    /// When every green thread has slept this long with nothing pending, say so
+    /// (`sched/all_asleep.rs`); `None`: never.
+    pub(crate) all_asleep_after: Option<Duration>,
+    /// Then shut the runtime down, so that `block_on` panics with the report.
+    pub(crate) panic_when_all_asleep: bool,
 }
 
 impl Default for MonitorConfig {
@@ -60,6 +68,8 @@ impl Default for MonitorConfig {
             time_slice: DEFAULT_TIME_SLICE,
             stall_threshold: DEFAULT_STALL_THRESHOLD,
             report_stalls: false,
+            all_asleep_after: Some(crate::sched::all_asleep::DEFAULT_GRACE),
+            panic_when_all_asleep: false,
         }
     }
 }
@@ -76,6 +86,12 @@ pub(crate) struct WorkerWatch {
     pub(crate) stall_at: AtomicU64,
     /// The worker's kernel thread id, for `/proc`.
     pub(crate) tid: AtomicI32,
+    /// Where the backtrace of a stalled thread is asked for and answered.
+    pub(crate) stall_capture: StallCapture,
+    /// Started green threads of the worker (its registry's length).
+    pub(crate) live: AtomicUsize,
+    /// Whether the worker, asleep, has a timer to wake it.
+    pub(crate) timer_armed: AtomicBool,
 }
 
 impl WorkerWatch {
@@ -86,6 +102,9 @@ impl WorkerWatch {
             preempt_at: AtomicU64::new(u64::MAX),
             stall_at: AtomicU64::new(u64::MAX),
             tid: AtomicI32::new(0),
+            stall_capture: StallCapture::new(),
+            live: AtomicUsize::new(0),
+            timer_armed: AtomicBool::new(false),
         }
     }
 }
@@ -132,6 +151,15 @@ pub struct StallEvent {
     /// With migration on: after how long the worker went on, without this thread, on a
     /// new kernel thread (then `duration` is how long the *thread* was stuck).
     pub handed_off_after: Option<Duration>,
+    /// Where the thread was when the stall was noticed, for a thread that was running
+    /// (a computation without checkpoints): taken by the worker's kernel thread itself on
+    /// a signal from the monitor (`sched/stall_backtrace.rs`). `None` for a thread in a
+    /// system call (the signal would make a call that Linux does not restart fail with
+    /// `EINTR`), where it cannot be had safely (glibc older than 2.35), and until the
+    /// answer has arrived (a moment after the event).
+    pub backtrace: Option<crate::debug::Backtrace>,
+    /// The number of the backtrace request sent for it (0: none), until answered.
+    backtrace_request: u64,
     /// When the worker last switched before the stall (to within a monitor tick).
     started: Instant,
     /// The worker's switch count during the stall.
@@ -204,8 +232,22 @@ impl Monitor {
     }
 
     /// The events recorded so far (the last [`MAX_STALL_EVENTS`]), oldest first.
-    pub(crate) fn events(&self) -> Vec<StallEvent> {
-        let mut events: Vec<_> = lock(&self.events).iter().cloned().collect();
+    /// `workers` are the runtime's, whose kernel threads answer backtrace requests.
+    pub(crate) fn events(&self, workers: &[Arc<WorkerShared>]) -> Vec<StallEvent> {
+        let mut events: Vec<_> = {
+            let mut recorded = lock(&self.events);
+            let mut symbolizer = crate::debug::symbolize::Symbolizer::default();
+            for e in recorded.iter_mut().filter(|e| e.backtrace_request != 0) {
+                let capture = &workers[e.worker].watch.stall_capture;
+                if let Some(ips) = stall_backtrace::collect(capture, e.backtrace_request) {
+                    e.backtrace_request = 0;
+                    if !ips.is_empty() {
+                        e.backtrace = Some(symbolizer.backtrace(ips));
+                    }
+                }
+            }
+            recorded.iter().cloned().collect()
+        };
         let now = Instant::now();
         for e in events.iter_mut().filter(|e| e.ongoing) {
             e.duration = now.saturating_duration_since(e.started);
@@ -271,6 +313,7 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
     let tick = (cfg.time_slice.min(cfg.stall_threshold) / 2)
         .clamp(Duration::from_micros(500), Duration::from_millis(50));
     let start = Instant::now();
+    let mut asleep = AllAsleep::default();
     let mut seen = vec![
         Seen {
             switches: 0,
@@ -284,6 +327,7 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
     while !pool.is_shut_down() {
         std::thread::park_timeout(tick);
         let now = Instant::now();
+        crate::debug::clock::publish(now);
         let mut all_idle = true;
         for (i, w) in pool.workers.iter().enumerate() {
             let s = w.watch.switches.load(Relaxed);
@@ -317,7 +361,8 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
             }
         }
         if all_idle {
-            sleep_while_idle(&pool);
+            sleep_while_idle(&pool, &mut asleep);
+            crate::debug::clock::publish(Instant::now());
         }
     }
 }
@@ -328,14 +373,26 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
     let Some(thread) = ThreadId::from_u64(w.watch.running.load(Relaxed)) else {
         return;
     };
+    let tid = w.watch.tid.load(Relaxed);
+    let cause = stall_cause(tid);
+    // Only a running thread is asked for its backtrace: a signal would make a system call
+    // that Linux does not restart (poll, epoll_wait, select, ...) fail with EINTR.
+    let backtrace_request = match cause {
+        StallCause::Running => {
+            stall_backtrace::ask(&w.watch.stall_capture, tid, thread.as_u64().get())
+        }
+        StallCause::SystemCall | StallCause::Unknown => 0,
+    };
     let event = StallEvent {
         worker,
         thread: Some(thread),
         thread_name: None,
         duration: held,
         ongoing: true,
-        cause: stall_cause(w.watch.tid.load(Relaxed)),
+        cause,
         handed_off_after: None,
+        backtrace: None,
+        backtrace_request,
         started,
         switch,
     };
@@ -355,13 +412,14 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
     }
 }
 
-/// Parks the monitor while every worker sleeps (see the module docs for the handshake).
-fn sleep_while_idle(pool: &PoolShared) {
+/// Parks the monitor while every worker sleeps (see the module docs for the handshake),
+/// watching meanwhile whether the runtime is asleep for good (`sched/all_asleep.rs`).
+fn sleep_while_idle(pool: &PoolShared, asleep: &mut AllAsleep) {
     let monitor = &pool.monitor;
     monitor.idle.store(true, Relaxed);
     fence(SeqCst);
     if pool.workers.iter().all(|w| w.is_sleeping()) && !pool.is_shut_down() {
-        std::thread::park();
+        asleep.park(pool);
     }
     monitor.idle.store(false, Relaxed);
 }

@@ -7,7 +7,7 @@
 //! a one-to-one thread is again a kernel thread of the same runtime.
 
 use std::io;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::fork::Provenance;
 use crate::sched::context;
@@ -24,6 +24,51 @@ pub(crate) struct OneToOneShared {
     pub(crate) stack_size: Option<usize>,
     /// The process the runtime was built in (`fork.rs`).
     pub(crate) provenance: Provenance,
+    /// The kernel threads spawned on it and not finished, with their stack sizes, for
+    /// dumps (`debug/`).
+    pub(crate) threads: Mutex<Vec<(Arc<ThreadInner>, usize)>>,
+}
+
+impl OneToOneShared {
+    pub(crate) fn new(stack_size: Option<usize>) -> OneToOneShared {
+        OneToOneShared {
+            stack_size,
+            provenance: Provenance::here(),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The threads listed now, with their stack sizes.
+    pub(crate) fn listed(&self) -> Vec<(Arc<ThreadInner>, usize)> {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn list(&self, t: &Arc<ThreadInner>, stack_size: usize) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((t.clone(), stack_size));
+    }
+
+    fn unlist(&self, t: &ThreadInner) {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = threads.iter().position(|(x, _)| std::ptr::eq(&**x, t)) {
+            threads.swap_remove(i);
+        }
+    }
+}
+
+/// Takes a thread off its runtime's list when dropped: when its closure has returned or
+/// unwound.
+struct Listed(Arc<OneToOneShared>, Arc<ThreadInner>);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.0.unlist(&self.1);
+    }
 }
 
 /// Spawns a kernel thread running `f`.
@@ -76,9 +121,17 @@ where
         if let ThreadKind::Kernel(slot) = &me.inner.kind {
             let _ = slot.set(std::thread::current());
         }
+        me.inner.kernel_tid.store(
+            rustix::thread::gettid().as_raw_nonzero().get(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let record = me.inner.clone();
         context::set_kernel_self(me);
         match child_rt {
-            Some(rt) => context::with_entered(rt, || entry.run()),
+            Some(rt) => {
+                let _listed = Listed(rt.clone(), record);
+                context::with_entered(rt, || entry.run())
+            }
             None => entry.run(),
         }
     };
@@ -91,12 +144,21 @@ where
     if let Some(n) = name {
         b = b.name(n);
     }
-    if let Some(size) = stack_size.or(rt.as_ref().and_then(|r| r.stack_size)) {
+    let size = stack_size.or(rt.as_ref().and_then(|r| r.stack_size));
+    if let Some(size) = size {
         b = b.stack_size(size);
     }
-    let handle = b
-        .spawn(main)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot create a kernel thread: {e}")))?;
+    if let Some(rt) = &rt {
+        /// std's default stack size for threads it spawns (without `RUST_MIN_STACK`).
+        const STD_DEFAULT_STACK: usize = 2 << 20;
+        rt.list(&inner, size.unwrap_or(STD_DEFAULT_STACK));
+    }
+    let handle = b.spawn(main).map_err(|e| {
+        if let Some(rt) = &rt {
+            rt.unlist(&inner);
+        }
+        io::Error::new(e.kind(), format!("cannot create a kernel thread: {e}"))
+    })?;
     if let ThreadKind::Kernel(slot) = &inner.kind {
         let _ = slot.set(handle.thread().clone());
     }

@@ -83,6 +83,11 @@ pub(crate) struct PoolShared {
     pub(crate) cancel_order: CancelOrder,
     /// Helper threads for `spindle::unblock` (`io/blocking_pool.rs`).
     pub(crate) blocking: Arc<BlockingPool>,
+    /// Why the runtime shut itself down, when it did (`sched/all_asleep.rs`): what the
+    /// joiners of its cancelled threads are told.
+    shutdown_reason: Mutex<Option<String>>,
+    /// The runtime's number in dumps (`debug/runtimes.rs`).
+    pub(crate) debug_id: u64,
 }
 
 /// Shutdown cancels started threads youngest first across the whole runtime, not just per
@@ -137,9 +142,38 @@ impl CancelOrder {
 }
 
 impl PoolShared {
-    /// Whether the runtime has been dropped.
+    /// Whether the runtime has been dropped (or has shut itself down).
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shutdown.load(SeqCst)
+    }
+
+    /// Asks the workers to cancel every green thread and exit, and the helper pool to
+    /// wind down; returns without waiting. The runtime's drop joins them later.
+    fn begin_shutdown(&self) {
+        self.shutdown.store(true, SeqCst);
+        self.blocking.shut_down();
+        for w in &self.workers {
+            w.request_shutdown();
+        }
+    }
+
+    /// Shuts the runtime down from within (the monitor does, when every green thread is
+    /// asleep for good and the builder asked for a panic): every thread is cancelled and
+    /// its joiner gets `reason`.
+    pub(crate) fn shut_down_because(&self, reason: String) {
+        *self
+            .shutdown_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        self.begin_shutdown();
+    }
+
+    /// The reason given by [`PoolShared::shut_down_because`], if any.
+    pub(crate) fn shutdown_reason(&self) -> Option<String> {
+        self.shutdown_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether any worker could steal something now (step S3 of the idle handshake).
@@ -173,6 +207,11 @@ impl PoolShared {
         }
         self.wake_one();
         Ok(())
+    }
+
+    /// How many threads wait in the injector (none of them has started).
+    pub(crate) fn injected_len(&self) -> usize {
+        self.injector.len()
     }
 
     /// Takes one thread from the injector, moving a batch more into `dest`.
@@ -247,6 +286,8 @@ impl GreenRuntime {
             monitor: Monitor::new(config.monitor),
             cancel_order: CancelOrder::new(n),
             blocking: Arc::new(BlockingPool::new(config.blocking)),
+            shutdown_reason: Mutex::new(None),
+            debug_id: crate::debug::runtimes::next_id(),
         });
         let mut runtime = GreenRuntime {
             pool: pool.clone(),
@@ -315,11 +356,7 @@ impl Drop for GreenRuntime {
             std::mem::forget(self.monitor.take());
             return;
         }
-        self.pool.shutdown.store(true, SeqCst);
-        self.pool.blocking.shut_down();
-        for w in &self.pool.workers {
-            w.request_shutdown();
-        }
+        self.pool.begin_shutdown();
         // The monitor first: once it has exited, no hand-off can replace a driver.
         self.pool.monitor.unpark();
         if let Some(m) = self.monitor.take() {

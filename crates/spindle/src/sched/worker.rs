@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
 
+use crate::debug::gdb_root::{self, GdbWorker};
+use crate::debug::request::DumpRequest;
 use crate::io::{IoBackend, Reactor};
 use crate::sched::context;
 use crate::sched::cpu_sampler::CpuSampler;
@@ -26,9 +28,11 @@ use crate::sched::monitor::WorkerWatch;
 use crate::sched::pool::{retry, PoolShared};
 use crate::sched::timers::{TimerAction, Timers};
 use crate::stack::{self, StackPool};
-use crate::task::green::{Body, GreenCoroutine, GreenYielder, Suspend};
+use crate::task::green::{Body, GreenCoroutine, GreenYielder, Resume, Suspend};
 use crate::task::packet::set_cancel_reason;
 use crate::task::ThreadInner;
+
+mod dump;
 
 /// How often (in switches) a busy worker looks at its timers.
 const TIMER_CHECK_INTERVAL: u32 = 64;
@@ -80,6 +84,8 @@ struct Inbox {
     tasks: Vec<Arc<ThreadInner>>,
     /// Threads an old driver gives back after a hand-off, with how they came back.
     handed: Vec<(Arc<ThreadInner>, Filing)>,
+    /// Dump requests to answer (`debug/request.rs`), with this worker's slot in each.
+    dumps: Vec<(Arc<DumpRequest>, usize)>,
     closed: bool,
 }
 
@@ -167,6 +173,20 @@ impl WorkerShared {
         }
     }
 
+    /// Asks the worker to describe its threads into `slot` of `request` at its next safe
+    /// point (`debug/request.rs`). Fails once the worker has shut down.
+    pub(crate) fn push_dump(&self, request: Arc<DumpRequest>, slot: usize) -> bool {
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if inbox.closed {
+                return false;
+            }
+            inbox.dumps.push((request, slot));
+        }
+        self.notify();
+        true
+    }
+
     /// Wakes the worker's kernel thread (a spurious wakeup if it is not asleep).
     pub(crate) fn unpark(&self) {
         self.reactor.wake();
@@ -213,6 +233,8 @@ pub(crate) struct Worker {
     /// Threads still running on a kernel thread that lost this worker at a hand-off; their
     /// coroutine is in use, so shutdown must not touch them.
     away: UnsafeCell<Vec<*const ThreadInner>>,
+    /// What a debugger reads of this worker (`debug/gdb_root.rs`).
+    gdb: &'static GdbWorker,
 }
 
 impl Worker {
@@ -221,7 +243,9 @@ impl Worker {
         index: usize,
         fresh: Option<crossbeam_deque::Worker<Arc<ThreadInner>>>,
     ) -> Worker {
+        let gdb = GdbWorker::claim(pool.debug_id, index, &pool.workers[index].watch.running);
         Worker {
+            gdb,
             shared: pool.workers[index].clone(),
             migrates: pool.migrates,
             pool,
@@ -398,7 +422,7 @@ impl Worker {
                 o.name_len = name.len();
             }
         }
-        let body = move |yielder: &GreenYielder, ()| {
+        let body = move |yielder: &GreenYielder, _first: Resume| {
             if let Some(me) = context::current_green() {
                 // SAFETY: `me` is this coroutine's own record, running on its worker.
                 unsafe { (*me.green().local_ptr()).yielder = yielder };
@@ -426,7 +450,39 @@ impl Worker {
             (*local).start_seq = seq;
         }
         reg.push(task);
+        self.shared.watch.live.store(reg.len(), Relaxed);
+        self.gdb.publish(reg.as_ptr(), reg.len());
+        if gdb_root::layout_wanted() {
+            self.publish_gdb_layout(task);
+        }
         co
+    }
+
+    /// Publishes the layout a debugger needs (`debug/gdb_root.rs`), measured on `task` and
+    /// on a probe coroutine suspended once.
+    #[cold]
+    fn publish_gdb_layout(&self, task: &ThreadInner) {
+        let measured = self
+            .stacks()
+            .take(stack::MIN_STACK_SIZE)
+            .ok()
+            .and_then(|probe_stack| {
+                let (low, high) = (probe_stack.guard_range().1, probe_stack.base());
+                let probe = GreenCoroutine::with_stack(probe_stack, |y: &GreenYielder, _| {
+                    y.suspend(Suspend::Yield);
+                });
+                let mut body = Body::Coroutine(probe);
+                if let Body::Coroutine(probe) = &mut body {
+                    let _ = probe.resume(Resume::Run);
+                }
+                let measured = gdb_root::measure_coroutine(&body, low, high);
+                if let Body::Coroutine(mut probe) = body {
+                    let _ = probe.resume(Resume::Run); // to its end
+                    self.stacks().give_back(probe.into_stack());
+                }
+                measured
+            });
+        gdb_root::publish_layout(task, measured);
     }
 
     /// Drives green threads until shutdown, then cancels the remaining ones.
@@ -467,6 +523,7 @@ impl Worker {
             .watch
             .tid
             .store(rustix::thread::gettid().as_raw_nonzero().get(), Relaxed);
+        crate::sched::stall_backtrace::set_capture(&self.shared.watch.stall_capture);
         if self.schedule_until_shutdown() {
             self.cancel_all();
             // Requests of cancelled waiters hold their records, and so this worker's
@@ -476,12 +533,14 @@ impl Worker {
             for task in self.pool.worker_exited() {
                 drop(self.drop_if_unstarted(task));
             }
+            self.gdb.release();
             self.pool.drivers[self.index]
                 .worker
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
         }
+        crate::sched::stall_backtrace::set_capture(std::ptr::null());
         context::set_current_worker(std::ptr::null());
     }
 
@@ -587,11 +646,12 @@ impl Worker {
 
     fn drain_inbox(&self) {
         self.shared.inbox_hint.store(false, SeqCst);
-        let (tasks, handed) = {
+        let (tasks, handed, dumps) = {
             let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
             (
                 std::mem::take(&mut inbox.tasks),
                 std::mem::take(&mut inbox.handed),
+                std::mem::take(&mut inbox.dumps),
             )
         };
         self.runq().extend(tasks);
@@ -605,6 +665,10 @@ impl Worker {
             if let Some(again) = self.file(task, filing) {
                 self.push_back(again);
             }
+        }
+        // Last, so that the queues the answer describes are up to date.
+        for (request, slot) in dumps {
+            self.answer_dump(&request, slot);
         }
     }
 
@@ -623,6 +687,10 @@ impl Worker {
             }
         }
         let deadline = self.timers().next_deadline();
+        self.shared
+            .watch
+            .timer_armed
+            .store(deadline.is_some(), Relaxed);
         let sleep = || {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             self.shared.reactor.poll(timeout);
@@ -711,6 +779,8 @@ impl Worker {
             self.switches.set(switch);
             let watch = &self.shared.watch;
             watch.switches.store(switch, Relaxed);
+            // SAFETY: see above; the thread is switched out.
+            unsafe { (*local).switches += 1 };
             watch.running.store(task.id.as_u64().get(), Relaxed);
             if self.migrates {
                 self.resuming.set(Arc::as_ptr(&task));
@@ -721,7 +791,7 @@ impl Worker {
             // `task` keeps alive and unmodified until the reset to null below.
             unsafe { stack::set_running(&(*local).overflow) };
             // SAFETY: `co` points into `body`, which nothing else touches while it runs.
-            let result = unsafe { (*co).resume(()) };
+            let result = unsafe { (*co).resume(Resume::Run) };
             // SAFETY: null is always allowed.
             unsafe { stack::set_running(std::ptr::null()) };
             context::set_current_green(std::ptr::null());
@@ -797,6 +867,9 @@ impl Worker {
                 self.retire(&task);
                 None
             }
+            CoroutineResult::Yield(Suspend::Captured) => {
+                unreachable!("a backtrace capture returned to the scheduler loop")
+            }
         }
     }
 
@@ -849,6 +922,8 @@ impl Worker {
         let last = reg.len() - 1;
         reg.swap(index, last);
         reg.pop();
+        self.shared.watch.live.store(reg.len(), Relaxed);
+        self.gdb.publish(reg.as_ptr(), reg.len());
         if index < reg.len() {
             let moved = reg[index];
             // SAFETY: registry entries are records of live started threads of this worker.
@@ -868,7 +943,11 @@ impl Worker {
     /// that tries to aborts the process with a message (`context::suspend`).
     fn cancel_all(&self) {
         self.wait_for_away_threads();
-        set_cancel_reason(SHUTDOWN_CANCEL_REASON.into());
+        set_cancel_reason(
+            self.pool
+                .shutdown_reason()
+                .unwrap_or_else(|| SHUTDOWN_CANCEL_REASON.into()),
+        );
         // Queue references of started threads, kept until the end: dropping one while the
         // thread still has its coroutine would free the record under the registry.
         let mut held: Vec<Arc<ThreadInner>> = Vec::new();
@@ -1012,7 +1091,7 @@ impl Worker {
             // `make_coroutine_on`). If a destructor there blocks, the thread is suspended
             // and the forced unwind below deals with it.
             // SAFETY: as above.
-            let _ = unsafe { (*co).resume(()) };
+            let _ = unsafe { (*co).resume(Resume::Run) };
         }
         // SAFETY: `co` is valid (see above); unwinding runs the thread's destructors on its
         // own stack, on its own kernel thread. A no-op if the resume above finished it.

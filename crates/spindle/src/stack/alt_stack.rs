@@ -3,8 +3,13 @@
 //! The overflow handler must run on a stack other than the one that overflowed. std gives
 //! the main thread and every thread it spawns an alternate signal stack (`sigaltstack`); a
 //! thread created by other means (from C, or by a library calling `pthread_create`) has none.
-//! [`ensure_alt_stack`] leaves an existing one alone and otherwise maps one, with a guard page
-//! of its own below it, and frees it when the thread exits.
+//! std's is small (`SIGSTKSZ`, 8 KiB on x86_64): room for a signal frame and a short handler,
+//! not for the stall backtrace's walk of the unwinder (`sched/stall_backtrace.rs`), which
+//! crashed there. [`ensure_alt_stack`] leaves an existing one of at least
+//! [`MIN_ALT_STACK_BYTES`] alone and otherwise maps one of its own, with a guard page below
+//! it, for as long as the thread lives (a smaller one it replaces stays its owner's: std
+//! frees its own at the thread's exit, after disabling whatever alternate stack is set), and
+//! frees it when the thread exits.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -35,10 +40,15 @@ thread_local! {
     static OWNED_ALT_STACK: Cell<Option<AltStack>> = const { Cell::new(None) };
 }
 
-/// Makes sure the calling thread has an alternate signal stack, mapping one if it has none.
+/// Makes sure the calling thread has an alternate signal stack of at least
+/// [`MIN_ALT_STACK_BYTES`], mapping one if it has none or a smaller one.
 pub(super) fn ensure_alt_stack() -> io::Result<()> {
-    if has_alt_stack() {
-        return Ok(()); // std's, someone else's, or ours from an earlier call.
+    let current = current();
+    if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= MIN_ALT_STACK_BYTES {
+        return Ok(()); // Someone else's that is large enough, or ours from an earlier call.
+    }
+    if current.ss_flags & libc::SS_ONSTACK != 0 {
+        return Ok(()); // Running on it (in a signal handler): it cannot be changed now.
     }
     let alt = AltStack::map()?;
     let stack = libc::stack_t {
@@ -157,16 +167,19 @@ mod tests {
     }
 
     #[test]
-    fn std_threads_keep_the_alt_stack_std_gave_them() {
+    fn std_threads_get_a_larger_alt_stack_than_std_gave_them() {
         std::thread::spawn(|| {
             let before = current();
-            if before.ss_flags & libc::SS_DISABLE != 0 {
-                return; // std installed no handler of its own, so it gave no alt stack.
-            }
             ensure_alt_stack().unwrap();
             let after = current();
-            assert_eq!(before.ss_sp, after.ss_sp);
-            assert_eq!(before.ss_flags, after.ss_flags);
+            assert_eq!(after.ss_flags & libc::SS_DISABLE, 0);
+            assert!(after.ss_size >= MIN_ALT_STACK_BYTES);
+            if before.ss_flags & libc::SS_DISABLE == 0 && before.ss_size < MIN_ALT_STACK_BYTES {
+                assert_ne!(before.ss_sp, after.ss_sp, "std's small one was replaced");
+            }
+            // A second call keeps ours.
+            ensure_alt_stack().unwrap();
+            assert_eq!(current().ss_sp, after.ss_sp);
         })
         .join()
         .unwrap();

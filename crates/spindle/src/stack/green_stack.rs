@@ -85,30 +85,10 @@ impl GreenStack {
         self.owner
     }
 
-    /// How many bytes of the usable part are resident in memory now, found with `mincore(2)`.
-    ///
-    /// For debug dumps: it is a system call plus one byte of output per page. Pages that were
-    /// only read, never written, map the shared zero page and count as resident too.
+    /// How many bytes of the usable part are resident in memory now (see [`resident_bytes`]).
     pub(crate) fn resident_bytes(&self) -> io::Result<usize> {
-        const BATCH_PAGES: usize = 256;
-        let page = page_size();
-        let mut flags = [0u8; BATCH_PAGES];
-        let mut resident_pages = 0;
-        let mut addr = self.guard_end;
-        while addr < self.base {
-            let pages = ((self.base - addr) / page).min(BATCH_PAGES);
-            // SAFETY: `addr` is page aligned and `[addr, addr + pages * page)` lies inside the
-            // mapped usable part of the slot; mincore writes one byte per page into `flags`,
-            // which has room for `pages <= BATCH_PAGES` bytes. It only reads page-table state.
-            let rc =
-                unsafe { libc::mincore(addr as *mut c_void, pages * page, flags.as_mut_ptr()) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            resident_pages += flags[..pages].iter().filter(|&&f| f & 1 != 0).count();
-            addr += pages * page;
-        }
-        Ok(resident_pages * page)
+        // SAFETY: the usable part of a stack we own is mapped for as long as `self` lives.
+        unsafe { resident_bytes(self.guard_end, self.base) }
     }
 
     /// Gives the usable part's pages back to the OS (`MADV_DONTNEED`); the range stays
@@ -129,6 +109,37 @@ impl GreenStack {
         }
         .map_err(io::Error::from)
     }
+}
+
+/// How many bytes of `[start, end)` are resident in memory now, found with `mincore(2)`.
+///
+/// For debug dumps: it is a system call plus one byte of output per page. Pages that were
+/// only read, never written, map the shared zero page and count as resident too.
+///
+/// # Safety
+///
+/// `start` and `end` are page aligned and the range is mapped (a green stack's usable part,
+/// whose stack stays allocated during the call).
+pub(crate) unsafe fn resident_bytes(start: usize, end: usize) -> io::Result<usize> {
+    const BATCH_PAGES: usize = 256;
+    let page = page_size();
+    let mut flags = [0u8; BATCH_PAGES];
+    let mut resident_pages = 0;
+    let mut addr = start;
+    while addr < end {
+        let pages = ((end - addr) / page).min(BATCH_PAGES);
+        // SAFETY: `addr` is page aligned and `[addr, addr + pages * page)` lies inside the
+        // mapped range (the caller's contract); mincore writes one byte per page into
+        // `flags`, which has room for `pages <= BATCH_PAGES` bytes. It only reads page-table
+        // state.
+        let rc = unsafe { libc::mincore(addr as *mut c_void, pages * page, flags.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        resident_pages += flags[..pages].iter().filter(|&&f| f & 1 != 0).count();
+        addr += pages * page;
+    }
+    Ok(resident_pages * page)
 }
 
 // SAFETY: `from_slot`'s contract gives exactly what corosensei's `Stack` asks for: `limit` and

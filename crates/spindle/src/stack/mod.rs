@@ -164,9 +164,11 @@ use std::fmt;
 use std::io;
 
 pub(crate) use alt_stack::has_alt_stack;
-pub(crate) use green_stack::GreenStack;
+pub(crate) use green_stack::{resident_bytes, GreenStack};
 pub(crate) use guard::guard_install_supported;
-pub(crate) use overflow::{prepare_thread_for_green_stacks, set_running, OverflowInfo};
+pub(crate) use overflow::{
+    prepare_thread_for_green_stacks, running_green_stack, set_running, OverflowInfo,
+};
 pub(crate) use pool::{StackPool, StackPoolStats};
 
 /// The smallest usable stack a green thread may ask for, in bytes.

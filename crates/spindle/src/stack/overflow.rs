@@ -156,6 +156,17 @@ pub(crate) unsafe fn set_running(info: *const OverflowInfo) {
     RUNNING.with(|running| running.set(info));
 }
 
+/// The usable stack range `[low, high)` of the green thread running on this kernel thread,
+/// if one runs. Async-signal-safe (a thread-local read): for signal handlers that interrupt
+/// that thread, such as the stall backtrace's (`sched/stall_backtrace.rs`).
+pub(crate) fn running_green_stack() -> Option<(usize, usize)> {
+    let running = RUNNING.with(Cell::get);
+    compiler_fence(Ordering::Acquire);
+    // SAFETY: as in `on_fault`: `set_running`'s contract keeps the info valid while set.
+    let info = unsafe { running.as_ref() }?;
+    Some((info.guard_end, info.guard_end + info.stack_size))
+}
+
 /// The actions for `SIGSEGV` and `SIGBUS` that were installed before ours; filled once,
 /// before our handler is installed, so the handler always finds them.
 static PREVIOUS_SIGSEGV: OnceLock<libc::sigaction> = OnceLock::new();

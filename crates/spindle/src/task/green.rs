@@ -10,6 +10,7 @@
 //!   between kernel threads: see DESIGN.md), which is what makes the `Sync` impl sound.
 
 use std::cell::UnsafeCell;
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,13 +33,27 @@ pub(crate) enum Suspend {
     ParkUntil(Instant),
     /// Sleep until the deadline; park tokens are not involved.
     SleepUntil(Instant),
+    /// Back from a backtrace capture (`debug/capture.rs`): the thread is suspended where it
+    /// was before, and nothing about its state changed.
+    Captured,
+}
+
+/// What a worker resumes a suspended green thread for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resume {
+    /// Go on running.
+    Run,
+    /// Record the backtrace of where the thread is suspended into the capture, then
+    /// suspend again with [`Suspend::Captured`] (`debug/capture.rs`). Only ever sent by the
+    /// thread's worker, from scheduler code, to a thread that has started.
+    CaptureBacktrace(NonNull<crate::debug::capture::BacktraceCapture>),
 }
 
 /// The coroutine type every green thread runs in.
-pub(crate) type GreenCoroutine = Coroutine<(), Suspend, (), GreenStack>;
+pub(crate) type GreenCoroutine = Coroutine<Resume, Suspend, (), GreenStack>;
 
 /// The yielder the running green thread suspends through.
-pub(crate) type GreenYielder = Yielder<(), Suspend>;
+pub(crate) type GreenYielder = Yielder<Resume, Suspend>;
 
 /// What a green thread's body is at a given moment.
 pub(crate) enum Body {
@@ -61,6 +76,12 @@ pub(crate) struct GreenLocal {
     pub(crate) park_seq: u64,
     /// What the thread waits for while parked or sleeping (for dumps).
     pub(crate) wait_reason: WaitReason,
+    /// The deadline of that wait, if it has one (for dumps).
+    pub(crate) wait_deadline: Option<Instant>,
+    /// The descriptor an I/O wait is for, or -1 (for dumps).
+    pub(crate) wait_fd: i32,
+    /// How many times the worker has resumed this thread (for dumps).
+    pub(crate) switches: u64,
     /// Read by the stack-overflow handler while this thread runs.
     pub(crate) overflow: OverflowInfo,
     /// Position in the worker's registry of started threads, while it is in there.
@@ -87,7 +108,7 @@ pub(crate) struct GreenTask {
 // that write through the park word. `local` is only ever accessed through
 // `GreenTask::local_ptr`, whose contract restricts it to the kernel thread of the owning
 // worker (with migration on: the one driving it now, and the thread itself wherever it
-// runs; the two touch distinct fields, the thread only `yielder` and `wait_reason`, and
+// runs; the two touch distinct fields, the thread only `yielder` and the `wait_` fields, and
 // the driver only the others while the thread runs, which is what `local_ptr`'s per-field
 // rule is for). An unstarted thread has no owner yet: the spawner writes its `local` before
 // publishing the record, and whichever worker takes it (from a fresh deque, the injector
@@ -111,6 +132,9 @@ impl GreenTask {
                 yielder: std::ptr::null(),
                 park_seq: 0,
                 wait_reason: WaitReason::None,
+                wait_deadline: None,
+                wait_fd: -1,
+                switches: 0,
                 overflow: OverflowInfo::empty(),
                 registry_index: usize::MAX,
                 start_seq: 0,
@@ -153,7 +177,7 @@ impl GreenTask {
     /// (its scheduler loop, or the green thread itself), and access single fields through
     /// it (`(*p).field`) rather than making a reference to the whole struct: the worker
     /// holds `&mut` to `body` while the coroutine runs, and the coroutine writes other
-    /// fields (`yielder`, `wait_reason`) meanwhile.
+    /// fields (`yielder`, the `wait_` fields) meanwhile.
     pub(crate) fn local_ptr(&self) -> *mut GreenLocal {
         self.local.get()
     }

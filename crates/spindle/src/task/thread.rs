@@ -96,12 +96,26 @@ pub(crate) struct ThreadInner {
     /// The thread's result, on its way to the `JoinHandle` (`task/packet.rs`); unused for
     /// kernel threads spindle did not spawn.
     pub(crate) result: ResultSlot,
+    /// When it was spawned (a kernel thread spindle did not spawn: when spindle first saw
+    /// it), as a stamp of `debug/clock.rs`.
+    pub(crate) spawned: u64,
+    /// A kernel thread's id (`gettid`), once it runs; 0 before, and for green threads.
+    pub(crate) kernel_tid: std::sync::atomic::AtomicI32,
+    /// What a kernel thread waits for in spindle (a `WaitReason` discriminant), for dumps.
+    pub(crate) kernel_wait: std::sync::atomic::AtomicU8,
 }
 
 impl ThreadInner {
     /// A record with a fresh id and nothing in its local storage or result slot.
     pub(crate) fn new(name: Option<Box<str>>, kind: ThreadKind) -> ThreadInner {
+        let spawned = match kind {
+            ThreadKind::Green(_) => crate::debug::clock::coarse_stamp(),
+            ThreadKind::Kernel(_) => crate::debug::clock::exact_stamp(),
+        };
         ThreadInner {
+            spawned,
+            kernel_tid: std::sync::atomic::AtomicI32::new(0),
+            kernel_wait: std::sync::atomic::AtomicU8::new(0),
             id: ThreadId::next(),
             name,
             kind,

@@ -145,3 +145,54 @@ pub fn rerun_in_child(test_name: &str, child_env: &str) -> std::process::Output 
         stderr,
     }
 }
+
+/// This process's stderr pointed at a pipe, for a child test that must read what spindle
+/// writes there (a dump, a warning) before it goes on. Dropping it points stderr back.
+pub struct StderrToPipe {
+    saved: i32,
+    /// The pipe's read end: what is written to stderr from now on.
+    pub reader: Option<std::io::BufReader<std::fs::File>>,
+}
+
+impl StderrToPipe {
+    pub fn new() -> StderrToPipe {
+        use std::os::fd::AsRawFd;
+        let (read, write) = rustix::pipe::pipe().expect("a pipe for stderr");
+        // SAFETY: duplicating fd 2, which is open.
+        let saved = unsafe { libc::dup(2) };
+        assert!(saved >= 0, "dup(2) failed");
+        // SAFETY: fd 2 becomes the pipe's write end until `drop` puts the saved one back.
+        assert!(unsafe { libc::dup2(write.as_raw_fd(), 2) } >= 0);
+        drop(write);
+        StderrToPipe {
+            saved,
+            reader: Some(std::io::BufReader::new(std::fs::File::from(read))),
+        }
+    }
+}
+
+impl Drop for StderrToPipe {
+    fn drop(&mut self) {
+        // SAFETY: puts back the descriptor saved in `new`, then closes the copy.
+        unsafe {
+            libc::dup2(self.saved, 2);
+            libc::close(self.saved);
+        }
+    }
+}
+
+/// Reads lines from `reader` up to and including the last line of a spindle dump
+/// ("end of spindle dump"), or to the end of the stream.
+pub fn read_until_dump_end(reader: &mut impl std::io::BufRead) -> String {
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("reading a dump") == 0 {
+            return text;
+        }
+        text.push_str(&line);
+        if line.starts_with("end of spindle dump") {
+            return text;
+        }
+    }
+}

@@ -154,6 +154,7 @@ impl EpollReactor {
         Ok(park_until_ready(
             || wait.ready.load(Acquire),
             reason,
+            fd,
             deadline,
         ))
     }

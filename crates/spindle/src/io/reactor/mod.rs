@@ -33,7 +33,7 @@ pub(crate) mod epoll;
 pub(crate) mod uring;
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::io::IoBackend;
@@ -160,12 +160,14 @@ pub(crate) fn wait_until(
 
 /// Parks the calling green thread until `ready()` or `deadline`: true when ready, false
 /// when the deadline passed first (never before it). The wait a backend registered must
-/// unpark the thread after making `ready()` true.
+/// unpark the thread after making `ready()` true. `fd` is what dumps show it waits on.
 fn park_until_ready(
     ready: impl Fn() -> bool,
     reason: WaitReason,
+    fd: BorrowedFd<'_>,
     deadline: Option<Instant>,
 ) -> bool {
+    let _shown = park::ShowWaitFd::new(fd.as_raw_fd());
     loop {
         if ready() {
             return true;

@@ -104,7 +104,7 @@
 
 use std::cell::UnsafeCell;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -450,11 +450,13 @@ impl UringReactor {
         entry: squeue::Entry,
         op: &Arc<Completion>,
         reason: WaitReason,
+        fd: BorrowedFd<'_>,
         deadline: Option<Instant>,
     ) -> io::Result<Option<i32>> {
         self.submit(entry, op)?;
         let _cancel_on_exit = CancelOnExit { reactor: self, op };
-        Ok(park_until_ready(|| op.is_done(), reason, deadline).then(|| op.result.load(Relaxed)))
+        let ready = park_until_ready(|| op.is_done(), reason, fd, deadline);
+        Ok(ready.then(|| op.result.load(Relaxed)))
     }
 
     /// See [`super::wait_until`]. Called on a green thread of this reactor's worker.
@@ -473,7 +475,7 @@ impl UringReactor {
         let op = Completion::new(Vec::new(), None);
         // Any completion, an error included, means "try the operation again": the
         // operation itself then reports what is wrong with the descriptor.
-        Ok(self.run(entry, &op, reason, deadline)?.is_some())
+        Ok(self.run(entry, &op, reason, fd, deadline)?.is_some())
     }
 }
 
@@ -578,7 +580,7 @@ impl UringReactor {
                 (buf.as_mut_ptr(), buf.len().min(u32::MAX as usize) as u32)
             };
             let result = self
-                .run(make(fd, ptr, len), &op, reason, None)?
+                .run(make(fd, ptr, len), &op, reason, file.as_fd(), None)?
                 .expect("a request without deadline completes");
             // SAFETY: `done` was read (Acquire) by `run`: the kernel is finished with it.
             buffer = std::mem::take(unsafe { &mut *op.buffer.get() });

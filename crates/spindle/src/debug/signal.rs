@@ -1,0 +1,129 @@
+//! The dump on a signal: `kill -QUIT <pid>` writes every thread to stderr, and the
+//! process keeps running.
+//!
+//! A signal handler may only make async-signal-safe calls, and a dump allocates, takes
+//! locks and waits for workers. So the handler only writes one byte into a pipe (`write`
+//! is async-signal-safe; it saves and restores `errno` around it), and a kernel thread,
+//! `spindle-dump`, started by the first [`install_dump_signal`], reads the pipe and writes
+//! a dump to stderr for each byte. Signals that arrive while a dump is being written are
+//! coalesced into at most one more dump by the pipe (its write end is non-blocking, so a
+//! full pipe drops the byte instead of blocking the handler).
+//!
+//! A fork child inherits the handler and the pipe, but not the thread: calling
+//! [`install_dump_signal`] again in the child starts its own.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicI32;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+
+use crate::fork::Provenance;
+
+/// The pipe's write end, for the handler; -1 until installed.
+static WRITE_END: AtomicI32 = AtomicI32::new(-1);
+
+/// The pipe's read end and the process its reader thread runs in.
+static READER: Mutex<Option<(OwnedFd, Option<Provenance>)>> = Mutex::new(None);
+
+/// On `signal` (SIGQUIT is the usual choice: `kill -QUIT`, or Ctrl-\ in a terminal), write
+/// [`dump_text`](super::dump_text) to stderr and go on running. May be called again, for
+/// more signals; each replaces the signal's previous handler.
+///
+/// Fails with `InvalidInput` for a signal spindle needs for itself (SIGSEGV and SIGBUS,
+/// which report stack overflows, and the CPU sampler's), for SIGKILL and SIGSTOP, and for
+/// a number that is not a signal; with the system's error if the pipe or the thread cannot
+/// be made.
+pub fn install_dump_signal(signal: libc::c_int) -> io::Result<()> {
+    let refuse = |why: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("install_dump_signal: signal {signal} {why}"),
+        ))
+    };
+    if signal == libc::SIGSEGV || signal == libc::SIGBUS {
+        return refuse("reports stack overflows of green threads and cannot be used for dumps");
+    }
+    if signal == crate::sched::cpu_sampler::sample_signal() {
+        return refuse(
+            "(SIGRTMIN + 6) samples CPU time of green threads (runtime::Builder::cpu_accounting)",
+        );
+    }
+    if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+        return refuse("cannot be caught");
+    }
+    if signal <= 0 || signal > libc::SIGRTMAX() {
+        return refuse("is not a signal number");
+    }
+    start_reader()?;
+    // SAFETY: an all-zero `sigaction` is a valid value of the C struct; fields set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART | libc::SA_ONSTACK;
+    // SAFETY: `action.sa_mask` is a valid sigset_t to initialise.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: installs a plain handler (the one-argument signature, no SA_SIGINFO) that
+    // only makes async-signal-safe calls, for a signal number checked above.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the pipe once, and starts the reader thread if this process has none.
+fn start_reader() -> io::Result<()> {
+    let mut reader = READER.lock().unwrap_or_else(|e| e.into_inner());
+    if reader.is_none() {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        rustix::fs::fcntl_setfl(&write, rustix::fs::OFlags::NONBLOCK)?;
+        // The write end lives as long as the process: the handler may use it at any time.
+        let write = std::mem::ManuallyDrop::new(write);
+        WRITE_END.store(write.as_raw_fd(), Relaxed);
+        *reader = Some((read, None));
+    }
+    let (read, started_in) = reader.as_mut().expect("made above");
+    if started_in.is_some_and(|p| !p.is_inherited()) {
+        return Ok(());
+    }
+    let fd = rustix::io::fcntl_dupfd_cloexec(&*read, 0)?;
+    std::thread::Builder::new()
+        .name("spindle-dump".into())
+        .spawn(move || read_and_dump(fd))?;
+    *started_in = Some(Provenance::here());
+    Ok(())
+}
+
+/// The reader thread: a dump per byte, until the pipe is closed (never, in practice).
+fn read_and_dump(fd: OwnedFd) {
+    // SAFETY: `fd` is an open descriptor we own (a duplicate of the read end); the `File`
+    // takes it over.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+    let mut byte = [0u8; 64];
+    loop {
+        match io::Read::read(&mut pipe, &mut byte) {
+            Ok(0) => return,
+            Ok(_) => {
+                let dump = super::dump_text();
+                let _ = io::stderr().lock().write_all(dump.as_bytes());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The handler: one byte into the pipe, `errno` as it was.
+extern "C" fn on_signal(_signal: libc::c_int) {
+    let fd = WRITE_END.load(Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `__errno_location` returns this thread's errno slot; reading and restoring
+    // it is what a handler must do around a call that may set it.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: `write` is async-signal-safe; `fd` is the pipe's write end, which is never
+    // closed; the buffer is one valid byte.
+    let _ = unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}

@@ -1,0 +1,195 @@
+//! The backtrace of a green thread that holds its worker by computing: where a stall is.
+//!
+//! A stalled thread runs (a long computation) or sits in a raw blocking call, on its
+//! worker's kernel thread, so its worker cannot capture it the way a dump captures parked
+//! threads (`debug/capture.rs`). For a running one (the monitor reads the kernel thread's
+//! state from `/proc`; a thread asleep in a system call is left alone, since the signal
+//! would make a call that Linux does not restart, such as `poll`, fail with `EINTR`, which
+//! a test caught), the monitor, when it records the stall, asks the kernel thread itself: it writes a request number into the worker's [`StallCapture`] and sends
+//! that thread [`stall_signal`] (`tgkill`). The handler, on the thread's alternate signal
+//! stack, walks the stack it interrupted with the unwinder and keeps the return addresses
+//! that lie on the running green thread's stack (from the signal frame up to the thread's
+//! entry), then publishes them with the request number (release). The monitor does not
+//! wait: the stall event keeps the request number, and reading the events
+//! (`Runtime::stall_events`) collects the answer and symbolizes it.
+//!
+//! # Why the walk is safe in a signal handler
+//!
+//! It reads const-initialized thread-locals, makes no allocation (a fixed array of
+//! atomics), takes no lock of spindle's, and calls the unwinder (`_Unwind_Backtrace`
+//! through `backtrace::trace_unsynchronized`). The unwinder of GCC 12 and later finds a
+//! frame's unwind table with glibc's `_dl_find_object`, which glibc (2.35 and later)
+//! documents as async-signal-safe: no loader lock. With an older glibc the unwinder falls
+//! back to `dl_iterate_phdr`, which takes a lock the interrupted code may hold (inside
+//! `dlopen`, or another unwind); so the backtrace is only asked for when glibc is 2.35 or
+//! later, and a stall event on an older system simply has none. The signal interrupts a
+//! system call only if the thread entered one between the monitor's look at `/proc` and
+//! the signal: it is installed with `SA_RESTART`, and a call Linux never restarts returns
+//! `EINTR` once then, as under the CPU sampler (`sched/cpu_sampler.rs`). The signal is
+//! `SIGRTMIN + 7`, which glibc and std leave to applications.
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::OnceLock;
+
+/// At most this many frames are kept.
+const MAX_FRAMES: usize = 48;
+
+/// The real-time signal that asks a worker's kernel thread for its backtrace.
+pub fn stall_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 7
+}
+
+/// A worker's mailbox for the request and the answer (in its `WorkerWatch`).
+pub(crate) struct StallCapture {
+    /// The number of the latest request (0: none yet).
+    requested: AtomicU64,
+    /// The id of the green thread the latest request is about: the handler answers only
+    /// if that thread is the one it interrupted (the stall may have just ended).
+    thread: AtomicU64,
+    /// The number of the latest answer; the frames below belong to it.
+    answered: AtomicU64,
+    len: AtomicUsize,
+    frames: [AtomicUsize; MAX_FRAMES],
+}
+
+impl StallCapture {
+    pub(crate) fn new() -> StallCapture {
+        StallCapture {
+            requested: AtomicU64::new(0),
+            thread: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            frames: std::array::from_fn(|_| AtomicUsize::new(0)),
+        }
+    }
+}
+
+thread_local! {
+    /// The capture of the worker this kernel thread drives, for the handler.
+    static CAPTURE: Cell<*const StallCapture> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Makes `capture` (or nothing, with null) the one the handler answers into on this kernel
+/// thread. The worker sets it while it drives, from a `WorkerShared` it keeps alive.
+pub(crate) fn set_capture(capture: *const StallCapture) {
+    CAPTURE.with(|c| c.set(capture));
+}
+
+/// Whether backtraces of stalls can be had here (see the module docs).
+fn supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *crate::fork::once_init(&SUPPORTED, || glibc_at_least(2, 35) && install_handler())
+}
+
+fn glibc_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: returns a pointer to a static NUL-terminated string.
+    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    let mut parts = v.to_str().unwrap_or("0.0").split('.');
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    (next(), next()) >= (major, minor)
+}
+
+fn install_handler() -> bool {
+    // SAFETY: an all-zero `sigaction` is a valid value of the C struct; fields set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART | libc::SA_ONSTACK;
+    // SAFETY: `action.sa_mask` is a valid sigset_t to initialise; the CPU sampler's
+    // signal is blocked while the handler runs, so that the two never nest on the
+    // alternate stack.
+    unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaddset(
+            &mut action.sa_mask,
+            crate::sched::cpu_sampler::sample_signal(),
+        );
+    }
+    // SAFETY: installs a plain handler that does only what the module docs list.
+    unsafe { libc::sigaction(stall_signal(), &action, std::ptr::null_mut()) == 0 }
+}
+
+/// The monitor's side: asks kernel thread `tid` (driving the worker that owns `capture`)
+/// for the backtrace of green thread `thread`, which runs there. Returns the request's
+/// number, for [`collect`], or 0 if nothing was asked. Does not wait: the monitor has other
+/// workers to watch.
+pub(crate) fn ask(capture: &StallCapture, tid: i32, thread: u64) -> u64 {
+    if tid <= 0 || !supported() {
+        return 0;
+    }
+    let seq = capture.requested.load(Relaxed) + 1;
+    capture.thread.store(thread, Relaxed);
+    // Release: the handler that reads this number sees the thread id above.
+    capture.requested.store(seq, Release);
+    // SAFETY: tgkill with our own process id, a thread id of this process, and a signal
+    // whose handler is installed (`supported`); a thread that exited makes it fail.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, stall_signal()) };
+    if rc != 0 {
+        return 0;
+    }
+    seq
+}
+
+/// The answer to request `seq`, once the handler has given it: return addresses,
+/// innermost first (empty if the thread asked for no longer ran there). `None` while there
+/// is no answer, and for good once a later request has begun overwriting it.
+///
+/// A seqlock read: the handler writes the frames after `requested` was raised to its
+/// request and publishes `answered` last (release); a copy taken between an `answered ==
+/// seq` (acquire) and a `requested == seq` read after it saw frames no later request wrote.
+pub(crate) fn collect(capture: &StallCapture, seq: u64) -> Option<Vec<usize>> {
+    if seq == 0 || capture.answered.load(Acquire) != seq {
+        return None;
+    }
+    let len = capture.len.load(Relaxed).min(MAX_FRAMES);
+    let frames: Vec<usize> = capture.frames[..len]
+        .iter()
+        .map(|f| f.load(Relaxed))
+        .collect();
+    std::sync::atomic::fence(Acquire);
+    (capture.requested.load(Relaxed) == seq).then_some(frames)
+}
+
+/// The handler (module docs).
+extern "C" fn on_signal(_signal: libc::c_int) {
+    // SAFETY: this thread's errno slot, saved here and restored before returning.
+    let errno = unsafe { *libc::__errno_location() };
+    let capture = CAPTURE.with(Cell::get);
+    // SAFETY: set by the driving worker from a `WorkerShared` it keeps alive while set.
+    if let Some(capture) = unsafe { capture.as_ref() } {
+        let seq = capture.requested.load(Acquire);
+        if seq != capture.answered.load(Relaxed) {
+            let mut n = 0;
+            let running = crate::sched::context::current_green().map(|t| t.id.as_u64().get());
+            let asked_for = capture.thread.load(Relaxed);
+            let stack = crate::stack::running_green_stack().filter(|_| running == Some(asked_for));
+            if let Some((low, high)) = stack {
+                // SAFETY: `trace_unsynchronized` is unsafe because some platforms' unwinders
+                // are not thread-safe; on Linux, libgcc's is, and it runs only on this
+                // thread here (module docs: why it is also safe in a signal handler).
+                unsafe {
+                    backtrace::trace_unsynchronized(|frame| {
+                        let sp = frame.sp() as usize;
+                        if (low..=high).contains(&sp) {
+                            capture.frames[n].store(frame.ip() as usize, Relaxed);
+                            n += 1;
+                        } else if n > 0 {
+                            return false; // past the thread's entry
+                        }
+                        n < MAX_FRAMES
+                    });
+                }
+            }
+            capture.len.store(n, Relaxed);
+            capture.answered.store(seq, Release);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}

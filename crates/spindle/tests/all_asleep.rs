@@ -1,0 +1,166 @@
+//! When every green thread of a runtime is asleep for good: the monitor's warning with a
+//! dump, `panic_when_all_asleep`, and no report while a timer, I/O, a helper-pool call or
+//! an unused runtime could explain the sleep.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use spindle::{Model, Runtime};
+
+/// A grace period short enough for tests.
+const GRACE: Duration = Duration::from_millis(100);
+
+/// How long the "nothing to report" cases keep their threads waiting: several graces.
+const WAIT: Duration = Duration::from_millis(400);
+
+fn panicking_runtime(model: Model) -> Runtime {
+    Runtime::builder()
+        .model(model)
+        .report_all_asleep(Some(GRACE))
+        .panic_when_all_asleep(true)
+        .build()
+        .unwrap()
+}
+
+#[inline(never)]
+fn waits_for_a_message_nobody_sends(rx: spindle::channel::Receiver<u32>) -> u32 {
+    rx.recv().unwrap_or(0) + 1
+}
+
+#[test]
+fn block_on_panics_with_the_dump_and_the_threads_are_unwound() {
+    for model in [Model::ManyToOne, Model::ManyToMany { workers: 2 }] {
+        let rt = panicking_runtime(model);
+        let unwound = Arc::new(AtomicBool::new(false));
+        let u = unwound.clone();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on(move || {
+                struct SetOnDrop(Arc<AtomicBool>);
+                impl Drop for SetOnDrop {
+                    fn drop(&mut self) {
+                        self.0.store(true, SeqCst);
+                    }
+                }
+                let _guard = SetOnDrop(u);
+                let (tx, rx) = spindle::channel::unbounded::<u32>();
+                let child = spindle::thread::Builder::new()
+                    .name("forgotten".into())
+                    .spawn(move || waits_for_a_message_nobody_sends(rx))
+                    .unwrap();
+                let v = child.join();
+                drop(tx);
+                v
+            })
+        }));
+        let payload = result.expect_err("block_on must panic, not hang");
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "<not a string>".into());
+        assert!(
+            message.contains("all green threads are asleep"),
+            "{model}: {message}"
+        );
+        assert!(
+            message.contains("\"forgotten\" [channel recv]"),
+            "{model}: {message}"
+        );
+        assert!(message.contains("[join]"), "{model}: {message}");
+        assert!(
+            message.contains("waits_for_a_message_nobody_sends"),
+            "{model}: the dump has backtraces: {message}"
+        );
+        assert!(unwound.load(SeqCst), "{model}: the root's destructors ran");
+    }
+}
+
+#[test]
+fn waits_that_something_will_end_are_not_reported() {
+    for model in [Model::ManyToOne, Model::ManyToMany { workers: 2 }] {
+        let rt = panicking_runtime(model);
+        // A sleep: its timer will end it.
+        rt.block_on(|| spindle::sleep(WAIT));
+        // A wait with a timeout.
+        rt.block_on(|| {
+            let (_tx, rx) = spindle::channel::bounded::<u32>(0);
+            assert!(rx.recv_timeout(WAIT).is_err());
+        });
+        // I/O: a connection from outside will end the accept.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = std::thread::spawn(move || {
+            std::thread::sleep(WAIT);
+            loop {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        });
+        rt.block_on(|| {
+            let l = spindle::net::TcpListener::bind(addr).unwrap();
+            l.accept().unwrap();
+        });
+        client.join().unwrap();
+        // A helper-pool call in progress.
+        rt.block_on(|| spindle::unblock(|| std::thread::sleep(WAIT)));
+        // The runtime still works: nothing shut it down.
+        assert_eq!(rt.block_on(|| 7), 7);
+    }
+}
+
+#[test]
+fn an_unused_runtime_is_not_asleep() {
+    let rt = panicking_runtime(Model::ManyToOne);
+    assert_eq!(rt.block_on(|| 1), 1);
+    // No green thread at all for many grace periods.
+    std::thread::sleep(WAIT);
+    assert_eq!(rt.block_on(|| 2), 2);
+}
+
+/// The warning (no panic): printed to stderr with the dump, and the program goes on once
+/// a kernel thread outside the runtime wakes the thread. In a child process whose stderr
+/// is a pipe the child reads itself: the thread outside is the one that reads the warning.
+#[test]
+fn the_warning_is_printed_and_the_runtime_goes_on() {
+    const CHILD: &str = "SPINDLE_TEST_ALL_ASLEEP_WARNING_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return warning_child();
+    }
+    let out = common::rerun_in_child("the_warning_is_printed_and_the_runtime_goes_on", CHILD);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all green threads are asleep"), "{stdout}");
+    assert!(stdout.contains("[channel recv]"), "{stdout}");
+    assert!(stdout.contains("woken from outside: 42"), "{stdout}");
+}
+
+fn warning_child() {
+    let mut stderr = common::StderrToPipe::new();
+    let mut reader = stderr.reader.take().unwrap();
+    let rt = Runtime::builder()
+        .model(Model::ManyToOne)
+        .report_all_asleep(Some(GRACE))
+        .build()
+        .unwrap();
+    let (tx, rx) = spindle::channel::unbounded::<u32>();
+    let waker = std::thread::spawn(move || {
+        let warning = common::read_until_dump_end(&mut reader);
+        tx.send(41).unwrap();
+        warning
+    });
+    let v = rt.block_on(move || waits_for_a_message_nobody_sends(rx));
+    let warning = waker.join().unwrap();
+    drop(stderr);
+    println!("{warning}");
+    println!("woken from outside: {v}");
+}
