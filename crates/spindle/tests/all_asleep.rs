@@ -114,6 +114,55 @@ fn waits_that_something_will_end_are_not_reported() {
     }
 }
 
+/// A thread that migration left in a raw blocking call on its old kernel thread is not
+/// asleep, though its worker sleeps on the new one.
+#[test]
+fn a_thread_away_on_a_migrated_worker_is_not_asleep() {
+    // SAFETY: the closures below hold no borrow of std thread-local storage across a switch.
+    let rt = unsafe {
+        Runtime::builder()
+            .model(Model::ManyToOne)
+            .report_all_asleep(Some(GRACE))
+            .panic_when_all_asleep(true)
+            .stall_threshold(Duration::from_millis(5))
+            .migrate_started_threads(true)
+            .build()
+            .unwrap()
+    };
+    let v = rt.block_on(|| {
+        std::thread::sleep(WAIT);
+        5
+    });
+    assert_eq!(v, 5);
+}
+
+/// Waits for another runtime, or for a kernel thread, are not this runtime's sleep.
+#[test]
+fn waiting_for_another_runtime_or_a_kernel_thread_is_not_asleep() {
+    let rt = panicking_runtime(Model::ManyToOne);
+    let other = Runtime::builder().model(Model::ManyToOne).build().unwrap();
+    let kernel = Runtime::builder().model(Model::OneToOne).build().unwrap();
+    // A block_on of another runtime whose root holds its worker in a raw call.
+    let v = rt.block_on(|| {
+        other.block_on(|| {
+            std::thread::sleep(WAIT);
+            6
+        })
+    });
+    assert_eq!(v, 6);
+    // A join of a kernel thread.
+    let v = rt.block_on(|| {
+        kernel
+            .spawn(|| {
+                std::thread::sleep(WAIT);
+                7
+            })
+            .join()
+            .unwrap()
+    });
+    assert_eq!(v, 7);
+}
+
 #[test]
 fn an_unused_runtime_is_not_asleep() {
     let rt = panicking_runtime(Model::ManyToOne);

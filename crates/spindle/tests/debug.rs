@@ -324,6 +324,8 @@ fn a_worker_held_by_a_blocking_call_is_named_not_waited_for() {
     let waited = start.elapsed();
     release.send(()).unwrap();
     h.join().unwrap();
+    // The worker comes to the request it was too busy for, late: it skips it and goes on.
+    assert_eq!(rt.block_on(|| spindle::spawn(|| 7).join().unwrap()), 7);
     let rt_info = snap
         .runtimes
         .iter()
@@ -531,4 +533,30 @@ fn dump_signal_child() {
     tx.send(1).unwrap();
     assert_eq!(h.join().unwrap(), 2);
     println!("child still runs");
+}
+
+/// A dump taken from a green thread with a small stack: symbolizing runs on the worker's
+/// stack, not on the caller's 16 KiB (it overflowed there before).
+#[test]
+fn a_dump_from_a_green_thread_with_a_small_stack_does_not_overflow_it() {
+    let rt = Runtime::builder()
+        .model(Model::ManyToOne)
+        .stack_size(16 * 1024)
+        .build()
+        .unwrap();
+    rt.block_on(|| {
+        let (tx, rx) = spindle::channel::bounded::<u32>(0);
+        let h = spindle::spawn(move || parked_in_a_function_with_a_distinct_name(rx));
+        let id = h.thread().id();
+        wait_for_listing(&[id], |l| {
+            l.get(&id).and_then(reason_of) == Some(WaitReason::ChannelRecv)
+        });
+        let text = debug::dump_text();
+        assert!(
+            text.contains("parked_in_a_function_with_a_distinct_name"),
+            "{text}"
+        );
+        tx.send(1).unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+    });
 }

@@ -151,7 +151,7 @@ fn large_dump() -> io::Result<()> {
         .model(Model::ManyToOne)
         .stack_size(16 * 1024)
         .build()?;
-    let (spawned, dump_time, dump) = rt.block_on(|| {
+    let (spawned, dump_time, dump, listing, captured) = rt.block_on(|| {
         let release = Arc::new(AtomicBool::new(false));
         let started = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
@@ -172,8 +172,14 @@ fn large_dump() -> io::Result<()> {
         }
         let spawned = start.elapsed();
         let start = Instant::now();
-        let dump = debug::dump_text();
+        let listed = debug::threads().len();
+        let listing = start.elapsed();
+        let start = Instant::now();
+        let snapshot = debug::snapshot();
+        let captured = start.elapsed();
+        let dump = snapshot.to_text();
         let dump_time = start.elapsed();
+        assert!(listed >= MANY);
         release.store(true, SeqCst);
         for h in &handles {
             h.thread().unpark();
@@ -181,7 +187,7 @@ fn large_dump() -> io::Result<()> {
         for h in handles {
             h.join().unwrap();
         }
-        (spawned, dump_time, dump)
+        (spawned, dump_time, dump, listing, captured)
     });
     let parked = dump
         .matches(&format!("[{}]", WaitReason::Park.as_str()))
@@ -191,11 +197,20 @@ fn large_dump() -> io::Result<()> {
         ms(spawned)
     );
     println!(
-        "  debug::dump_text() with backtraces:  {:>7.0} ms ({:.2}x the spawning; {} threads parked in the dump, {:.1} MB of text)",
+        "  debug::threads(), no backtraces:      {:>7.0} ms",
+        ms(listing)
+    );
+    println!(
+        "  a dump with backtraces:               {:>7.0} ms ({:.2}x the spawning; {} threads parked in the dump, {:.1} MB of text)",
         ms(dump_time),
         dump_time.as_secs_f64() / spawned.as_secs_f64(),
         parked,
         dump.len() as f64 / 1e6
+    );
+    println!(
+        "    of which debug::snapshot(), the capture: {:.0} ms; to_text(): {:.0} ms",
+        ms(captured),
+        ms(dump_time - captured)
     );
     Ok(())
 }

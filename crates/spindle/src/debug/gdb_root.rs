@@ -248,6 +248,31 @@ pub(crate) fn publish_layout(task: &ThreadInner, coroutine: Option<(usize, usize
     set(slot::READY, 1);
 }
 
+/// The saved stack pointer of the switched-out coroutine in `local`, once the layout is
+/// known (for a capture's check of the room left on the thread's stack).
+///
+/// # Safety
+///
+/// `local` is a started green thread's, switched out, read by its worker.
+pub(crate) unsafe fn saved_stack_pointer(local: *const GreenLocal) -> Option<usize> {
+    let layout = &spindle_debug_root.layout;
+    let (co, sp) = (
+        layout[slot::LOCAL_COROUTINE].load(Relaxed),
+        layout[slot::COROUTINE_STACK_PTR].load(Relaxed),
+    );
+    if co == u64::MAX || sp == u64::MAX {
+        return None;
+    }
+    // SAFETY: both offsets were measured on this very type (`publish_layout`), so the word
+    // lies within the coroutine inside `*local`, which the caller may read.
+    Some(unsafe {
+        (local as *const u8)
+            .add((co + sp) as usize)
+            .cast::<usize>()
+            .read_unaligned()
+    })
+}
+
 /// Where a coroutine sits inside `Body::Coroutine`, and where its saved stack pointer sits
 /// inside the coroutine, measured on `body`, which holds a coroutine suspended once on a
 /// stack whose usable part is `[low, high)`.

@@ -88,6 +88,11 @@ pub fn snapshot() -> Snapshot {
     snapshot::take(true)
 }
 
+/// A snapshot of one runtime only (its workers alone are asked).
+pub(crate) fn snapshot_of_runtime(id: u64) -> Snapshot {
+    snapshot::take_of(true, Some(id))
+}
+
 /// A [`snapshot`] as text: every thread with its state, and the backtrace of each
 /// switched-out green thread, like Go's goroutine dump.
 pub fn dump_text() -> String {

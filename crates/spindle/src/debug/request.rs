@@ -96,12 +96,12 @@ impl DumpRequest {
     }
 
     /// Step 2, by the worker: begins the answer for `slot`. False if the requester has
-    /// given up on it.
+    /// given up on it (or is gone).
     pub(crate) fn begin(&self, slot: usize) -> bool {
         let mut slots = self.lock();
-        match slots[slot] {
-            Slot::Asked => {
-                slots[slot] = Slot::Answering;
+        match slots.get_mut(slot) {
+            Some(s @ Slot::Asked) => {
+                *s = Slot::Answering;
                 true
             }
             _ => false,
@@ -110,33 +110,43 @@ impl DumpRequest {
 
     /// Step 2, by the worker: stores the answer and wakes the requester.
     pub(crate) fn finish(&self, slot: usize, answer: WorkerAnswer) {
-        self.lock()[slot] = Slot::Answered(answer);
+        if let Some(s) = self.lock().get_mut(slot) {
+            *s = Slot::Answered(answer);
+        }
         self.requester.unpark();
     }
 
-    /// Step 3: waits for the answers (module docs) and returns the slots.
+    /// Step 3: waits for the answers (module docs) and returns the slots. Every slot is
+    /// left marked `GaveUp`, so that a worker that comes to an old request late skips it.
     pub(crate) fn wait(&self) -> Vec<Slot> {
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         loop {
-            {
+            let answering = {
                 let mut slots = self.lock();
+                let past = Instant::now() >= deadline;
+                if past {
+                    // Workers that have not begun by now are held: stop waiting for them.
+                    for s in slots.iter_mut().filter(|s| matches!(s, Slot::Asked)) {
+                        *s = Slot::GaveUp;
+                    }
+                }
                 let asked = slots.iter().any(|s| matches!(s, Slot::Asked));
                 let answering = slots.iter().any(|s| matches!(s, Slot::Answering));
-                if !answering && (!asked || Instant::now() >= deadline) {
-                    for s in slots.iter_mut() {
-                        if matches!(s, Slot::Asked) {
-                            *s = Slot::GaveUp;
-                        }
-                    }
-                    return std::mem::take(&mut *slots);
+                if !asked && !answering {
+                    return slots
+                        .iter_mut()
+                        .map(|s| std::mem::replace(s, Slot::GaveUp))
+                        .collect();
                 }
-                if !asked {
-                    drop(slots);
-                    park::park(WaitReason::DebugDump);
-                    continue;
-                }
+                // Only slots being answered are left once the deadline has passed: their
+                // workers finish in bounded time and unpark us.
+                !asked && answering
+            };
+            if answering {
+                park::park(WaitReason::DebugDump);
+            } else {
+                park::park_until(WaitReason::DebugDump, deadline);
             }
-            park::park_until(WaitReason::DebugDump, deadline);
         }
     }
 }

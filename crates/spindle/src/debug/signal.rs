@@ -31,7 +31,8 @@ static READER: Mutex<Option<(OwnedFd, Option<Provenance>)>> = Mutex::new(None);
 /// more signals; each replaces the signal's previous handler.
 ///
 /// Fails with `InvalidInput` for a signal spindle needs for itself (SIGSEGV and SIGBUS,
-/// which report stack overflows, and the CPU sampler's), for SIGKILL and SIGSTOP, and for
+/// which report stack overflows, the CPU sampler's and the stall backtrace's), for
+/// SIGKILL and SIGSTOP, and for
 /// a number that is not a signal; with the system's error if the pipe or the thread cannot
 /// be made.
 pub fn install_dump_signal(signal: libc::c_int) -> io::Result<()> {
@@ -43,6 +44,9 @@ pub fn install_dump_signal(signal: libc::c_int) -> io::Result<()> {
     };
     if signal == libc::SIGSEGV || signal == libc::SIGBUS {
         return refuse("reports stack overflows of green threads and cannot be used for dumps");
+    }
+    if signal == crate::sched::stall_backtrace::stall_signal() {
+        return refuse("(SIGRTMIN + 7) asks a stalled worker for its backtrace");
     }
     if signal == crate::sched::cpu_sampler::sample_signal() {
         return refuse(

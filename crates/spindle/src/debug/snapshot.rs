@@ -19,16 +19,28 @@ use crate::task::thread::ThreadId;
 
 /// Takes a snapshot of every live runtime of this process.
 pub(crate) fn take(backtraces: bool) -> Snapshot {
+    take_of(backtraces, None)
+}
+
+/// Takes a snapshot of the runtime numbered `only`, or of every live runtime.
+pub(crate) fn take_of(backtraces: bool, only: Option<u64>) -> Snapshot {
     let taken_at = SystemTime::now();
     // A fork child's inherited runtimes have no workers here (fork.rs): not listed.
     let live: Vec<Live> = runtimes::live()
         .into_iter()
+        .filter(|rt| only.is_none_or(|id| id == rt.id))
         .filter(|rt| match &rt.runtime {
             RuntimeRef::Green(p) => !p.provenance.is_inherited(),
             RuntimeRef::OneToOne(o) => !o.provenance.is_inherited(),
         })
         .collect();
     let slots = ask_workers(&live, backtraces);
+    // Symbolizing nests deeply: not on a small green stack.
+    crate::sched::context::on_roomy_stack(move || assemble(taken_at, live, slots))
+}
+
+/// Puts the answers together, with symbolized backtraces.
+fn assemble(taken_at: SystemTime, live: Vec<Live>, slots: Vec<Slot>) -> Snapshot {
     let mut symbolizer = Symbolizer::default();
     let mut runtimes = Vec::with_capacity(live.len());
     let mut threads = Vec::new();

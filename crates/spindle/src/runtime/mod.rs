@@ -434,6 +434,8 @@ impl Runtime {
                     what: "a block_on waiting for its root thread",
                     still_borrowed: handle.still_running_check(),
                 };
+                // From a green thread of another runtime, the join counts as a wait outside
+                // that runtime (`JoinHandle::join`, `sched/all_asleep.rs`).
                 let joined = handle.join();
                 std::mem::forget(guard);
                 match joined {

@@ -13,6 +13,9 @@
 //! - no reactor has I/O in flight (no thread waits for a descriptor or an io_uring
 //!   request);
 //! - the helper pool runs no `unblock` call and has none queued;
+//! - no thread of the runtime runs on a kernel thread that lost its worker (migration),
+//!   and none waits for another runtime or a kernel thread it knows of (a `block_on` of
+//!   another runtime, a join of a thread that is not this runtime's);
 //! - and some green thread has started and not finished (an idle runtime with no threads
 //!   is not asleep, it is unused).
 //!
@@ -66,17 +69,29 @@ impl AllAsleep {
                 return;
             }
         }
-        self.reported = Some(total);
-        report(pool, grace);
+        if report(pool, grace, total) {
+            self.reported = Some(total);
+        }
     }
 }
 
 /// The workers' switch total, if the runtime looks asleep for good now (module docs).
 fn looks_asleep(pool: &PoolShared) -> Option<u64> {
+    looks_asleep_but_for_sleeping(pool).filter(|_| pool.workers.iter().all(|w| w.is_sleeping()))
+}
+
+/// [`looks_asleep`] without "every worker sleeps": for the look after a dump, whose
+/// requests woke the workers (to answer, not to run threads: the total shows that).
+fn looks_asleep_but_for_sleeping(pool: &PoolShared) -> Option<u64> {
     let mut total: u64 = 0;
     let mut live = 0;
     for w in &pool.workers {
-        if !w.is_sleeping() || w.watch.timer_armed.load(Relaxed) || w.reactor.has_pending() {
+        let watch = &w.watch;
+        if watch.timer_armed.load(Relaxed)
+            || w.reactor.has_pending()
+            || watch.away.load(Relaxed) > 0
+            || watch.outside_waits.load(Relaxed) > 0
+        {
             return None;
         }
         total = total.wrapping_add(w.watch.switches.load(Relaxed));
@@ -85,12 +100,11 @@ fn looks_asleep(pool: &PoolShared) -> Option<u64> {
     (live > 0 && !pool.blocking.is_busy()).then_some(total)
 }
 
-/// Warns, with a dump of the runtime's threads, or shuts the runtime down with it.
-fn report(pool: &PoolShared, grace: Duration) {
+/// Warns, with a dump of the runtime's threads, or shuts the runtime down with it; false
+/// if a thread ran while the dump was taken (no report then).
+fn report(pool: &PoolShared, grace: Duration, total: u64) -> bool {
     let id = pool.debug_id;
-    let mut snapshot = crate::debug::snapshot();
-    snapshot.runtimes.retain(|r| r.id == id);
-    snapshot.threads.retain(|t| t.runtime == id);
+    let snapshot = crate::debug::snapshot_of_runtime(id);
     let n = snapshot.threads.len();
     let headline = format!(
         "spindle: all green threads are asleep: every one of the {n} thread{} of runtime {id} \
@@ -99,6 +113,11 @@ fn report(pool: &PoolShared, grace: Duration) {
         if n == 1 { "" } else { "s" },
         grace.as_secs_f64()
     );
+    // Taking the dump took a while: a thread woken meanwhile ends the episode (the dump's
+    // captures are not switches, so they do not change the total).
+    if looks_asleep_but_for_sleeping(pool) != Some(total) {
+        return false;
+    }
     if pool.monitor.config.panic_when_all_asleep {
         pool.shut_down_because(format!(
             "{headline}; the runtime was shut down (Builder::panic_when_all_asleep) and its \
@@ -108,4 +127,5 @@ fn report(pool: &PoolShared, grace: Duration) {
     } else {
         eprintln!("{headline}. Its threads:\n{}", snapshot.to_text());
     }
+    true
 }

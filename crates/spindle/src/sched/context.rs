@@ -174,6 +174,52 @@ pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
     }
 }
 
+/// Runs `f`, a wait of the running green thread for something outside its runtime (see
+/// `WorkerWatch::outside_waits`), counted as such while it lasts when `outside(runtime)`
+/// holds for the number of the runtime the thread belongs to. Elsewhere, just runs `f`.
+pub(crate) fn waiting_outside<R>(outside: impl FnOnce(u64) -> bool, f: impl FnOnce() -> R) -> R {
+    struct Counted(Arc<crate::sched::worker::WorkerShared>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0
+                .watch
+                .outside_waits
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let counted = match (current_green(), current_worker()) {
+        (Some(me), Some(w)) if outside(me.green().runtime) => {
+            let shared = w.shared().clone();
+            shared
+                .watch
+                .outside_waits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(Counted(shared))
+        }
+        _ => None,
+    };
+    let r = f();
+    drop(counted);
+    r
+}
+
+/// Runs `f` on a stack with room: on a green thread, on its worker's kernel-thread stack
+/// (corosensei's `on_parent_stack`: the green thread stays the one running, and `f` must
+/// not switch away); elsewhere, right here. For work whose stack use a small green stack
+/// cannot bear, such as symbolizing backtraces (the DWARF readers nest deeply).
+pub(crate) fn on_roomy_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let Some(task) = current_green() else {
+        return f();
+    };
+    // SAFETY: `task` is the green thread running on this kernel thread; one field read.
+    let yielder = unsafe { (*task.green().local_ptr()).yielder };
+    if yielder.is_null() {
+        return f();
+    }
+    // SAFETY: as in `suspend`: the yielder lives in the running coroutine's root frame.
+    unsafe { &*yielder }.on_parent_stack(f)
+}
+
 /// Why the green thread on this kernel thread may not switch away, if it may not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SwitchBan {

@@ -92,6 +92,11 @@ pub(crate) struct WorkerWatch {
     pub(crate) live: AtomicUsize,
     /// Whether the worker, asleep, has a timer to wake it.
     pub(crate) timer_armed: AtomicBool,
+    /// Its threads still running on a kernel thread that lost the worker (migration).
+    pub(crate) away: AtomicUsize,
+    /// Its green threads waiting for something outside the runtime: a `block_on` of
+    /// another runtime, a join of a thread of another runtime or a kernel thread.
+    pub(crate) outside_waits: AtomicUsize,
 }
 
 impl WorkerWatch {
@@ -105,6 +110,8 @@ impl WorkerWatch {
             stall_capture: StallCapture::new(),
             live: AtomicUsize::new(0),
             timer_armed: AtomicBool::new(false),
+            away: AtomicUsize::new(0),
+            outside_waits: AtomicUsize::new(0),
         }
     }
 }
@@ -160,6 +167,8 @@ pub struct StallEvent {
     pub backtrace: Option<crate::debug::Backtrace>,
     /// The number of the backtrace request sent for it (0: none), until answered.
     backtrace_request: u64,
+    /// The answer's return addresses, until symbolized.
+    ips: Vec<usize>,
     /// When the worker last switched before the stall (to within a monitor tick).
     started: Instant,
     /// The worker's switch count during the stall.
@@ -234,20 +243,42 @@ impl Monitor {
     /// The events recorded so far (the last [`MAX_STALL_EVENTS`]), oldest first.
     /// `workers` are the runtime's, whose kernel threads answer backtrace requests.
     pub(crate) fn events(&self, workers: &[Arc<WorkerShared>]) -> Vec<StallEvent> {
-        let mut events: Vec<_> = {
+        // Symbolizing nests deeply: not on a small green stack.
+        crate::sched::context::on_roomy_stack(|| self.events_here(workers))
+    }
+
+    fn events_here(&self, workers: &[Arc<WorkerShared>]) -> Vec<StallEvent> {
+        let mut events: Vec<StallEvent> = {
             let mut recorded = lock(&self.events);
-            let mut symbolizer = crate::debug::symbolize::Symbolizer::default();
-            for e in recorded.iter_mut().filter(|e| e.backtrace_request != 0) {
-                let capture = &workers[e.worker].watch.stall_capture;
-                if let Some(ips) = stall_backtrace::collect(capture, e.backtrace_request) {
-                    e.backtrace_request = 0;
-                    if !ips.is_empty() {
-                        e.backtrace = Some(symbolizer.backtrace(ips));
-                    }
-                }
+            for e in recorded.iter_mut() {
+                collect_backtrace(e, workers);
             }
             recorded.iter().cloned().collect()
         };
+        // Symbolized outside the lock (the first time reads the debug info, which takes a
+        // while, and the workers take the lock when a stall ends), then kept.
+        let mut symbolizer = crate::debug::symbolize::Symbolizer::default();
+        let mut resolved = Vec::new();
+        for e in events
+            .iter_mut()
+            .filter(|e| e.backtrace.is_none() && !e.ips.is_empty())
+        {
+            let b = symbolizer.backtrace(e.ips.clone());
+            e.backtrace = Some(b.clone());
+            resolved.push((e.worker, e.switch, b));
+        }
+        if !resolved.is_empty() {
+            let mut recorded = lock(&self.events);
+            for (worker, switch, b) in resolved {
+                if let Some(e) = recorded
+                    .iter_mut()
+                    .find(|e| e.worker == worker && e.switch == switch)
+                {
+                    e.ips.clear();
+                    e.backtrace = Some(b);
+                }
+            }
+        }
         let now = Instant::now();
         for e in events.iter_mut().filter(|e| e.ongoing) {
             e.duration = now.saturating_duration_since(e.started);
@@ -289,6 +320,18 @@ impl Monitor {
         if self.config.report_stalls {
             eprintln!("spindle: {ended}");
         }
+    }
+}
+
+/// Moves the answer to `e`'s backtrace request, if it has arrived, into `e.ips`.
+fn collect_backtrace(e: &mut StallEvent, workers: &[Arc<WorkerShared>]) {
+    if e.backtrace_request == 0 {
+        return;
+    }
+    let capture = &workers[e.worker].watch.stall_capture;
+    if let Some(ips) = stall_backtrace::collect(capture, e.backtrace_request) {
+        e.backtrace_request = 0;
+        e.ips = ips;
     }
 }
 
@@ -375,6 +418,10 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
     };
     let tid = w.watch.tid.load(Relaxed);
     let cause = stall_cause(tid);
+    // Answers to earlier requests of this worker first: a new request overwrites them.
+    for e in lock(&pool.monitor.events).iter_mut() {
+        collect_backtrace(e, &pool.workers);
+    }
     // Only a running thread is asked for its backtrace: a signal would make a system call
     // that Linux does not restart (poll, epoll_wait, select, ...) fail with EINTR.
     let backtrace_request = match cause {
@@ -393,6 +440,7 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
         handed_off_after: None,
         backtrace: None,
         backtrace_request,
+        ips: Vec::new(),
         started,
         switch,
     };

@@ -425,7 +425,7 @@ where
     };
     let inner = Arc::new(ThreadInner::new(
         name.map(Into::into),
-        ThreadKind::Green(GreenTask::new(owner, Body::Finished, size)),
+        ThreadKind::Green(GreenTask::new(owner, Body::Finished, size, pool.debug_id)),
     ));
     // SAFETY: the entry goes into the record's body below (in the coroutine, or boxed),
     // so the record owns it; it is the record's only entry, for the handle made below.

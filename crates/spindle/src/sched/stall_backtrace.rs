@@ -100,7 +100,7 @@ fn install_handler() -> bool {
     // SAFETY: an all-zero `sigaction` is a valid value of the C struct; fields set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-    action.sa_flags = libc::SA_RESTART | libc::SA_ONSTACK;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
     // SAFETY: `action.sa_mask` is a valid sigset_t to initialise; the CPU sampler's
     // signal is blocked while the handler runs, so that the two never nest on the
     // alternate stack.
@@ -111,7 +111,8 @@ fn install_handler() -> bool {
             crate::sched::cpu_sampler::sample_signal(),
         );
     }
-    // SAFETY: installs a plain handler that does only what the module docs list.
+    // SAFETY: installs a handler with the SA_SIGINFO signature that does only what the
+    // module docs list.
     unsafe { libc::sigaction(stall_signal(), &action, std::ptr::null_mut()) == 0 }
 }
 
@@ -137,12 +138,13 @@ pub(crate) fn ask(capture: &StallCapture, tid: i32, thread: u64) -> u64 {
 }
 
 /// The answer to request `seq`, once the handler has given it: return addresses,
-/// innermost first (empty if the thread asked for no longer ran there). `None` while there
-/// is no answer, and for good once a later request has begun overwriting it.
+/// innermost first (empty if the thread asked for no longer ran there, or the walk was not
+/// safe). `None` while there is no answer, and for good once a later answer has begun.
 ///
-/// A seqlock read: the handler writes the frames after `requested` was raised to its
-/// request and publishes `answered` last (release); a copy taken between an `answered ==
-/// seq` (acquire) and a `requested == seq` read after it saw frames no later request wrote.
+/// A seqlock: the handler sets `answered` to [`WRITING`], fences (release), writes the
+/// frames, and stores `answered = seq` (release). The reader loads `answered == seq`
+/// (acquire), copies, fences (acquire) and loads `answered` again: if it is still `seq`, no
+/// later answer wrote into the copy.
 pub(crate) fn collect(capture: &StallCapture, seq: u64) -> Option<Vec<usize>> {
     if seq == 0 || capture.answered.load(Acquire) != seq {
         return None;
@@ -153,43 +155,72 @@ pub(crate) fn collect(capture: &StallCapture, seq: u64) -> Option<Vec<usize>> {
         .map(|f| f.load(Relaxed))
         .collect();
     std::sync::atomic::fence(Acquire);
-    (capture.requested.load(Relaxed) == seq).then_some(frames)
+    (capture.answered.load(Relaxed) == seq).then_some(frames)
 }
 
+/// `answered` while the handler writes an answer.
+const WRITING: u64 = u64::MAX;
+
 /// The handler (module docs).
-extern "C" fn on_signal(_signal: libc::c_int) {
+extern "C" fn on_signal(
+    _signal: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
     // SAFETY: this thread's errno slot, saved here and restored before returning.
     let errno = unsafe { *libc::__errno_location() };
     let capture = CAPTURE.with(Cell::get);
     // SAFETY: set by the driving worker from a `WorkerShared` it keeps alive while set.
     if let Some(capture) = unsafe { capture.as_ref() } {
         let seq = capture.requested.load(Acquire);
-        if seq != capture.answered.load(Relaxed) {
-            let mut n = 0;
-            let running = crate::sched::context::current_green().map(|t| t.id.as_u64().get());
-            let asked_for = capture.thread.load(Relaxed);
-            let stack = crate::stack::running_green_stack().filter(|_| running == Some(asked_for));
-            if let Some((low, high)) = stack {
-                // SAFETY: `trace_unsynchronized` is unsafe because some platforms' unwinders
-                // are not thread-safe; on Linux, libgcc's is, and it runs only on this
-                // thread here (module docs: why it is also safe in a signal handler).
-                unsafe {
-                    backtrace::trace_unsynchronized(|frame| {
-                        let sp = frame.sp() as usize;
-                        if (low..=high).contains(&sp) {
-                            capture.frames[n].store(frame.ip() as usize, Relaxed);
-                            n += 1;
-                        } else if n > 0 {
-                            return false; // past the thread's entry
-                        }
-                        n < MAX_FRAMES
-                    });
-                }
-            }
+        let answered = capture.answered.load(Relaxed);
+        if seq != answered && answered != WRITING {
+            capture.answered.store(WRITING, Relaxed);
+            std::sync::atomic::fence(Release);
+            let n = walk(capture, context);
             capture.len.store(n, Relaxed);
             capture.answered.store(seq, Release);
         }
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
+}
+
+/// Walks the interrupted green thread's stack into `capture.frames`, if that is safe:
+/// the thread is the one asked for, the interrupted stack pointer lies on its stack (not
+/// on the worker's, nor in a switch between the two, whose instructions the unwind tables
+/// do not describe while the stack pointer is on the other stack), and this handler runs
+/// on an alternate stack with room for the unwinder. Returns how many frames it kept.
+fn walk(capture: &StallCapture, context: *mut libc::c_void) -> usize {
+    let running = crate::sched::context::current_green().map(|t| t.id.as_u64().get());
+    if running != Some(capture.thread.load(Relaxed)) {
+        return 0;
+    }
+    let Some((low, high)) = crate::stack::running_green_stack() else {
+        return 0;
+    };
+    // SAFETY: with SA_SIGINFO the kernel passes the interrupted context as a ucontext_t.
+    let interrupted_sp = unsafe {
+        (*(context as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize]
+    } as usize;
+    if !(low..high).contains(&interrupted_sp) || !crate::stack::alt_stack_is_roomy() {
+        return 0;
+    }
+    let mut n = 0;
+    // SAFETY: `trace_unsynchronized` is unsafe because some platforms' unwinders are not
+    // thread-safe; on Linux, libgcc's is, and it runs only on this thread here (module
+    // docs: why it is also safe in a signal handler).
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            let sp = frame.sp() as usize;
+            if (low..=high).contains(&sp) {
+                capture.frames[n].store(frame.ip() as usize, Relaxed);
+                n += 1;
+            } else if n > 0 {
+                return false; // past the thread's entry
+            }
+            n < MAX_FRAMES
+        });
+    }
+    n
 }

@@ -237,6 +237,13 @@ pub(crate) struct Worker {
     gdb: &'static GdbWorker,
 }
 
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // However the worker ends (a panic included): its registry goes with it.
+        self.gdb.release();
+    }
+}
+
 impl Worker {
     pub(crate) fn new(
         pool: Arc<PoolShared>,
@@ -462,26 +469,26 @@ impl Worker {
     /// on a probe coroutine suspended once.
     #[cold]
     fn publish_gdb_layout(&self, task: &ThreadInner) {
-        let measured = self
-            .stacks()
-            .take(stack::MIN_STACK_SIZE)
-            .ok()
-            .and_then(|probe_stack| {
-                let (low, high) = (probe_stack.guard_range().1, probe_stack.base());
-                let probe = GreenCoroutine::with_stack(probe_stack, |y: &GreenYielder, _| {
-                    y.suspend(Suspend::Yield);
-                });
-                let mut body = Body::Coroutine(probe);
-                if let Body::Coroutine(probe) = &mut body {
-                    let _ = probe.resume(Resume::Run);
-                }
-                let measured = gdb_root::measure_coroutine(&body, low, high);
-                if let Body::Coroutine(mut probe) = body {
-                    let _ = probe.resume(Resume::Run); // to its end
-                    self.stacks().give_back(probe.into_stack());
-                }
-                measured
+        // No stack for the probe now (memory is short): try again at the next start.
+        let Ok(probe_stack) = self.stacks().take(stack::MIN_STACK_SIZE) else {
+            return;
+        };
+        let measured = Some(probe_stack).and_then(|probe_stack| {
+            let (low, high) = (probe_stack.guard_range().1, probe_stack.base());
+            let probe = GreenCoroutine::with_stack(probe_stack, |y: &GreenYielder, _| {
+                y.suspend(Suspend::Yield);
             });
+            let mut body = Body::Coroutine(probe);
+            if let Body::Coroutine(probe) = &mut body {
+                let _ = probe.resume(Resume::Run);
+            }
+            let measured = gdb_root::measure_coroutine(&body, low, high);
+            if let Body::Coroutine(mut probe) = body {
+                let _ = probe.resume(Resume::Run); // to its end
+                self.stacks().give_back(probe.into_stack());
+            }
+            measured
+        });
         gdb_root::publish_layout(task, measured);
     }
 
@@ -496,6 +503,7 @@ impl Worker {
         let stuck = self.resuming.replace(std::ptr::null());
         if !stuck.is_null() {
             self.away().push(stuck);
+            self.shared.watch.away.store(self.away().len(), Relaxed);
         }
         self.drive();
     }
@@ -533,7 +541,6 @@ impl Worker {
             for task in self.pool.worker_exited() {
                 drop(self.drop_if_unstarted(task));
             }
-            self.gdb.release();
             self.pool.drivers[self.index]
                 .worker
                 .lock()
@@ -661,6 +668,7 @@ impl Worker {
             let away = self.away();
             if let Some(pos) = away.iter().position(|&t| std::ptr::eq(t, &*task)) {
                 away.swap_remove(pos);
+                self.shared.watch.away.store(away.len(), Relaxed);
             }
             if let Some(again) = self.file(task, filing) {
                 self.push_back(again);

@@ -67,6 +67,14 @@ pub(super) fn ensure_alt_stack() -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the calling thread's alternate signal stack has at least
+/// [`MIN_ALT_STACK_BYTES`], room for an unwinder on top of a signal frame.
+/// Async-signal-safe (`sigaltstack` is).
+pub(crate) fn alt_stack_is_roomy() -> bool {
+    let current = current();
+    current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= MIN_ALT_STACK_BYTES
+}
+
 /// Whether the calling thread has an alternate signal stack.
 pub(crate) fn has_alt_stack() -> bool {
     current().ss_flags & libc::SS_DISABLE == 0

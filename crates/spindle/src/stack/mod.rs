@@ -163,7 +163,7 @@ mod test_support;
 use std::fmt;
 use std::io;
 
-pub(crate) use alt_stack::has_alt_stack;
+pub(crate) use alt_stack::{alt_stack_is_roomy, has_alt_stack};
 pub(crate) use green_stack::{resident_bytes, GreenStack};
 pub(crate) use guard::guard_install_supported;
 pub(crate) use overflow::{

@@ -98,6 +98,8 @@ pub(crate) struct GreenTask {
     pub(crate) state: ParkWord,
     /// CPU-time samples taken while this thread ran (`sched/cpu_sampler.rs`).
     pub(crate) cpu_samples: AtomicU64,
+    /// The number of the runtime it belongs to (`debug/runtimes.rs`); never changes.
+    pub(crate) runtime: u64,
     /// The worker that owns this thread (see [`GreenTask::owner`]).
     owner: UnsafeCell<Arc<WorkerShared>>,
     local: UnsafeCell<GreenLocal>,
@@ -122,10 +124,16 @@ unsafe impl Sync for GreenTask {}
 unsafe impl Send for GreenTask {}
 
 impl GreenTask {
-    pub(crate) fn new(owner: Arc<WorkerShared>, body: Body, stack_size: usize) -> GreenTask {
+    pub(crate) fn new(
+        owner: Arc<WorkerShared>,
+        body: Body,
+        stack_size: usize,
+        runtime: u64,
+    ) -> GreenTask {
         GreenTask {
             state: ParkWord::new(),
             cpu_samples: AtomicU64::new(0),
+            runtime,
             owner: UnsafeCell::new(owner),
             local: UnsafeCell::new(GreenLocal {
                 body,

@@ -14,6 +14,7 @@ use crate::park::{self, WaitReason};
 use crate::sched::context::{self, SpawnTarget};
 use crate::sched::{one_to_one, pool};
 use crate::task::scope::ScopeData;
+use crate::task::ThreadKind;
 
 pub use crate::task::packet::Cancelled;
 pub use crate::task::scope::{scope, Scope, ScopedJoinHandle};
@@ -179,9 +180,18 @@ impl<T> JoinHandle<T> {
                 thread.inner.id
             ));
         }
-        // SAFETY: the slot's `T` is ours (`new`), and the handle's drop (`detach`) does not
-        // run: the handle is in a `ManuallyDrop`.
-        unsafe { thread.inner.result.wait::<T>() }
+        // A join of a kernel thread or of another runtime's thread waits for something
+        // this runtime's all-asleep watch cannot see (`sched/all_asleep.rs`).
+        let target = match &thread.inner.kind {
+            ThreadKind::Green(g) => g.runtime,
+            ThreadKind::Kernel(_) => 0,
+        };
+        context::waiting_outside(
+            |mine| mine != target,
+            // SAFETY: the slot's `T` is ours (`new`), and the handle's drop (`detach`) does
+            // not run: the handle is in a `ManuallyDrop`.
+            || unsafe { thread.inner.result.wait::<T>() },
+        )
     }
 
     /// A check of whether the thread is still running, that outlives the handle.

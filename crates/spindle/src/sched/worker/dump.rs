@@ -11,11 +11,15 @@ use corosensei::CoroutineResult;
 
 use super::Worker;
 use crate::debug::capture::{BacktraceCapture, RawState, RawThread};
+use crate::debug::gdb_root;
 use crate::debug::request::{DumpRequest, WorkerAnswer};
 use crate::park::WaitReason;
 use crate::stack;
 use crate::task::green::{Body, GreenCoroutine, Resume, Suspend};
 use crate::task::ThreadInner;
+
+/// Stack a capture step needs on the thread's own stack, with a margin.
+const CAPTURE_HEADROOM: usize = 2048;
 
 impl Worker {
     /// Answers `request` in `slot` (step 2 of the protocol), unless its requester gave up.
@@ -132,7 +136,13 @@ impl Worker {
         // SAFETY: `[low, high)` is the usable part of the thread's stack, which the
         // coroutine owns and keeps mapped; both ends are page aligned.
         let stack_resident = unsafe { stack::resident_bytes(low, high) }.unwrap_or(0);
-        let frames = if backtrace && started {
+        // The capture step runs a few frames on the thread's own stack before it moves to
+        // ours: a thread parked within that much of its guard page is not captured (an
+        // overflow there would abort the process).
+        // SAFETY: the thread is switched out and we are its worker.
+        let room = unsafe { gdb_root::saved_stack_pointer(local) }.map(|sp| sp.saturating_sub(low));
+        let roomy = room.is_none_or(|r| r >= CAPTURE_HEADROOM);
+        let frames = if backtrace && started && roomy {
             // SAFETY: as above; the thread is switched out and only we resume it.
             unsafe { self.capture(task, co, low, high) }
         } else {
