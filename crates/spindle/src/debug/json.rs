@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use crate::debug::info::{Backtrace, Frame, Snapshot, ThreadInfo, ThreadState};
 
@@ -122,12 +122,15 @@ fn thread(out: &mut String, t: &ThreadInfo, now: Instant) {
     out.push_str(",\"fd\":");
     option(out, fd);
     out.push_str(",\"deadline_in_ns\":");
-    option(out, until.map(|u| nanos(u.saturating_duration_since(now))));
+    option(
+        out,
+        until.map(|u| u.saturating_duration_since(now).as_nanos()),
+    );
     let _ = write!(
         out,
         ",\"spawned_ago_ns\":{},\"cpu_time_ns\":{},\"switches\":{},\"stack_size\":{},\"stack_resident\":{}",
-        nanos(now.saturating_duration_since(t.spawned_at)),
-        nanos(t.cpu_time),
+        now.saturating_duration_since(t.spawned_at).as_nanos(),
+        t.cpu_time.as_nanos(),
         t.switches,
         t.stack_size,
         t.stack_resident
@@ -163,10 +166,6 @@ fn backtrace(b: &Backtrace) -> String {
     }
     out.push(']');
     out
-}
-
-fn nanos(d: Duration) -> u128 {
-    d.as_nanos()
 }
 
 fn option<T: std::fmt::Display>(out: &mut String, v: Option<T>) {

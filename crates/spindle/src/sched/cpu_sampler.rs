@@ -123,25 +123,8 @@ impl Drop for CpuSampler {
 }
 
 fn install_handler() -> io::Result<()> {
-    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, empty mask); set below.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_sample as *const () as libc::sighandler_t;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-    // SAFETY: `action.sa_mask` is a valid sigset_t to initialise; the stall backtrace's
-    // signal is blocked while a sample is counted, so that the two handlers never nest.
-    unsafe {
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaddset(
-            &mut action.sa_mask,
-            crate::sched::stall_backtrace::stall_signal(),
-        );
-    }
-    // SAFETY: installing a handler for a real-time signal with a valid action; the
-    // handler is async-signal-safe (module docs).
-    if unsafe { libc::sigaction(sample_signal(), &action, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // SAFETY: the handler is async-signal-safe and cannot unwind (module docs).
+    unsafe { crate::sched::worker_signals::install(sample_signal(), on_sample) }
 }
 
 extern "C" fn on_sample(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {

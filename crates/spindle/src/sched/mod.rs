@@ -17,3 +17,4 @@ pub(crate) mod pool;
 pub(crate) mod stall_backtrace;
 pub(crate) mod timers;
 pub(crate) mod worker;
+pub(crate) mod worker_signals;

@@ -97,23 +97,8 @@ fn glibc_at_least(major: u32, minor: u32) -> bool {
 }
 
 fn install_handler() -> bool {
-    // SAFETY: an all-zero `sigaction` is a valid value of the C struct; fields set below.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-    // SAFETY: `action.sa_mask` is a valid sigset_t to initialise; the CPU sampler's
-    // signal is blocked while the handler runs, so that the two never nest on the
-    // alternate stack.
-    unsafe {
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaddset(
-            &mut action.sa_mask,
-            crate::sched::cpu_sampler::sample_signal(),
-        );
-    }
-    // SAFETY: installs a handler with the SA_SIGINFO signature that does only what the
-    // module docs list.
-    unsafe { libc::sigaction(stall_signal(), &action, std::ptr::null_mut()) == 0 }
+    // SAFETY: the handler does only what the module docs list, none of which unwinds.
+    unsafe { crate::sched::worker_signals::install(stall_signal(), on_signal) }.is_ok()
 }
 
 /// The monitor's side: asks kernel thread `tid` (driving the worker that owns `capture`)

@@ -68,36 +68,13 @@ impl Worker {
 
     /// A queued thread whose coroutine is not made yet.
     fn describe_unstarted(&self, task: &ThreadInner) -> RawThread {
-        let g = task.green();
-        RawThread {
-            id: task.id,
-            name: task.name.as_deref().map(Into::into),
-            worker: None,
-            state: RawState::Runnable { started: false },
-            spawned: task.spawned,
-            cpu_samples: g.cpu_samples.load(Relaxed),
-            switches: 0,
-            stack_size: 0,
-            stack_resident: 0,
-            frames: Vec::new(),
-        }
+        bare(task, None, RawState::Runnable { started: false })
     }
 
     /// A started thread that migration left running on the kernel thread that lost this
     /// worker: nothing of it may be touched but its shared part.
     fn describe_away(&self, task: &ThreadInner) -> RawThread {
-        RawThread {
-            id: task.id,
-            name: task.name.as_deref().map(Into::into),
-            worker: Some(self.index),
-            state: RawState::Running,
-            spawned: task.spawned,
-            cpu_samples: task.green().cpu_samples.load(Relaxed),
-            switches: 0,
-            stack_size: 0,
-            stack_resident: 0,
-            frames: Vec::new(),
-        }
+        bare(task, Some(self.index), RawState::Running)
     }
 
     /// A started thread of this worker, switched out: queued (`queued`), parked, sleeping,
@@ -199,5 +176,22 @@ impl Worker {
                 std::process::abort();
             }
         }
+    }
+}
+
+/// What the shared part of `task` says, with `worker` and `state`: nothing of its
+/// worker-owned part (no switches, no stack).
+fn bare(task: &ThreadInner, worker: Option<usize>, state: RawState) -> RawThread {
+    RawThread {
+        id: task.id,
+        name: task.name.as_deref().map(Into::into),
+        worker,
+        state,
+        spawned: task.spawned,
+        cpu_samples: task.green().cpu_samples.load(Relaxed),
+        switches: 0,
+        stack_size: 0,
+        stack_resident: 0,
+        frames: Vec::new(),
     }
 }
