@@ -76,6 +76,7 @@ fn spinner(e: Experiment, i: usize, total: usize) -> ProgressBar {
 }
 
 pub fn run(quick: bool, out: &Path) -> io::Result<()> {
+    let report_started = Instant::now();
     let machine = Machine::probe();
     std::fs::create_dir_all(out)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", out.display())))?;
@@ -104,7 +105,13 @@ pub fn run(quick: bool, out: &Path) -> io::Result<()> {
             e.name(),
             started.elapsed().as_secs_f64()
         ));
-        println!("## {}\n\n{}\n\n{}", e.name(), e.summary(), table(&figures));
+        println!(
+            "## {}\n\n{}\n\n{}\n(measured in {:.1} s)",
+            e.name(),
+            e.summary(),
+            table(&figures),
+            started.elapsed().as_secs_f64()
+        );
         if let Some(file) = &plot {
             println!("plot: {}\n", out.join(file).display());
         }
@@ -149,9 +156,10 @@ pub fn run(quick: bool, out: &Path) -> io::Result<()> {
     std::fs::write(out.join("report.md"), md)?;
     std::fs::write(out.join("results.json"), json)?;
     println!(
-        "wrote {}/report.md, {}/results.json and a plot per experiment",
+        "wrote {}/report.md, {}/results.json and a plot per experiment, in {:.0} s",
         out.display(),
-        out.display()
+        out.display(),
+        report_started.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -91,19 +91,26 @@ impl GreenStack {
         unsafe { resident_bytes(self.guard_end, self.base) }
     }
 
-    /// Gives the usable part's pages back to the OS (`MADV_DONTNEED`); the range stays
-    /// reserved and guarded, and reads as zeroes when touched again.
+    /// Gives the pages of a run of adjacent stacks back to the OS with one
+    /// `madvise(MADV_DONTNEED)`, from `first`'s lowest usable address to `last`'s base: the
+    /// ranges stay reserved and guarded (the guards between the stacks are in the range, and
+    /// guard markers and `PROT_NONE` pages survive `MADV_DONTNEED`: `guard.rs` tests both),
+    /// and read as zeroes when touched again. `first` and `last` may be the same stack.
     ///
     /// # Safety
     ///
-    /// Nothing may be running on the stack or hold references into it: its contents are lost.
-    pub(super) unsafe fn discard_contents(&self) -> io::Result<()> {
-        // SAFETY: the usable part is private anonymous memory of our slot and the caller
-        // guarantees nobody needs its contents; the guard below is not part of the range.
+    /// `first` to `last` are adjacent slots of one pool (each slot's base is the next one's
+    /// limit), in address order, and nothing may be running on any of them or hold references
+    /// into them: their contents are lost.
+    pub(super) unsafe fn discard_run(first: &GreenStack, last: &GreenStack) -> io::Result<()> {
+        debug_assert!(first.guard_end < last.base && first.owner == last.owner);
+        // SAFETY: the range is the usable parts and guards of adjacent slots of one arena
+        // chunk, private anonymous memory, and the caller guarantees nobody needs their
+        // contents; `first`'s own guard, below the range, is not part of it.
         unsafe {
             rustix::mm::madvise(
-                self.guard_end as *mut c_void,
-                self.usable_size(),
+                first.guard_end as *mut c_void,
+                last.base - first.guard_end,
                 rustix::mm::Advice::LinuxDontNeed,
             )
         }
@@ -212,8 +219,8 @@ mod tests {
         // SAFETY: the usable part of a stack we own and run nothing on.
         unsafe { touch_pages(stack.base() - stack.usable_size(), stack.usable_size()) };
         assert_eq!(stack.resident_bytes().unwrap(), 16 * 1024);
-        // SAFETY: nothing runs on the stack.
-        unsafe { stack.discard_contents() }.unwrap();
+        // SAFETY: a run of one stack, on which nothing runs.
+        unsafe { GreenStack::discard_run(&stack, &stack) }.unwrap();
         assert_eq!(stack.resident_bytes().unwrap(), 0);
         // SAFETY: reading the usable part, which is mapped; it reads as zeroes after DONTNEED.
         let byte = unsafe { std::ptr::read_volatile((stack.base() - page) as *const u8) };

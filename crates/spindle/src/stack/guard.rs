@@ -151,8 +151,8 @@ mod tests {
         );
         assert!(is_readable(guard + page));
 
-        // The pool only discards the usable part of a stack; discard the guard too, to be sure
-        // it survives even that on this kernel.
+        // The pool discards a run of adjacent stacks with one call over their usable parts
+        // and the guards between them: the guard must survive that on this kernel.
         // SAFETY: our own scratch mapping, whose contents nobody needs.
         unsafe {
             rustix::mm::madvise(

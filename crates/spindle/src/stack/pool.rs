@@ -1,11 +1,13 @@
 //! [`StackPool`]: a scheduler worker's cache of idle stacks, over its own arena.
 //!
 //! The pool keeps, per size class, the idle stacks in two lists, *warm* (pages still
-//! committed, at most `keep_bytes` of them) and *cold* (pages given back to the OS with
-//! `MADV_DONTNEED`, address range still reserved and guarded). The policy and its reasons are in
-//! the module essay (`stack/mod.rs`, "The pool, and when memory goes back to the OS").
+//! committed, `keep_bytes` of them, plus up to a quarter more between trims) and *cold*
+//! (pages given back to the OS with `MADV_DONTNEED`, address range still reserved and
+//! guarded). The policy and its reasons are in the module essay (`stack/mod.rs`, "The pool,
+//! and when memory goes back to the OS").
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +24,10 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 struct SizeClass {
     usable: usize,
-    /// Idle stacks whose touched pages are still committed; counted in `warm_idle_bytes`.
-    warm: Vec<GreenStack>,
+    /// Idle stacks whose touched pages are still committed, oldest first; counted in
+    /// `warm_idle_bytes`. Handed out from the back (the most recently used, likeliest still
+    /// in the CPU's caches), trimmed from the front.
+    warm: VecDeque<GreenStack>,
     /// Idle stacks whose pages were returned with `MADV_DONTNEED`.
     cold: Vec<GreenStack>,
 }
@@ -38,10 +42,15 @@ pub(crate) struct StackPool {
     arena: Arena,
     /// A short list: a runtime uses one or a few stack sizes, so a linear search wins.
     classes: Vec<SizeClass>,
-    /// Budget for warm idle stacks, in usable bytes.
+    /// Budget for warm idle stacks, in usable bytes: what a trim leaves.
     keep_bytes: usize,
-    /// Usable bytes of the warm idle stacks, `<= keep_bytes`.
+    /// How far the warm idle stacks may go over `keep_bytes` before a trim: a quarter of it,
+    /// so that stacks go cold in batches (module essay).
+    slack_bytes: usize,
+    /// Usable bytes of the warm idle stacks, `<= keep_bytes + slack_bytes`.
     warm_idle_bytes: usize,
+    /// See [`StackPoolStats::discard_calls`].
+    discard_calls: usize,
     /// Stacks taken and not yet given back.
     out: usize,
     _not_sync: PhantomData<Cell<()>>,
@@ -56,8 +65,12 @@ pub(crate) struct StackPoolStats {
     pub(crate) warm_idle: usize,
     /// Idle stacks whose pages were given back to the OS.
     pub(crate) cold_idle: usize,
-    /// Usable bytes of the warm idle stacks (at most the pool's `keep_bytes`).
+    /// Usable bytes of the warm idle stacks (at most the pool's `keep_bytes` plus its slack,
+    /// a quarter of `keep_bytes`).
     pub(crate) warm_idle_bytes: usize,
+    /// `madvise(MADV_DONTNEED)` calls made to give idle stacks' pages back (one per run of
+    /// adjacent stacks in a trim).
+    pub(crate) discard_calls: usize,
     /// Slots carved from the arena over the pool's life (each cost a guard installation).
     pub(crate) slots_carved: usize,
     /// Address space reserved by the arena, in bytes.
@@ -67,9 +80,10 @@ pub(crate) struct StackPoolStats {
 }
 
 impl StackPool {
-    /// An empty pool that may keep up to `keep_bytes` of idle stacks (counted by usable size)
-    /// committed; idle stacks beyond that have their pages returned to the OS with
-    /// `MADV_DONTNEED` while their address range stays reserved for reuse.
+    /// An empty pool that keeps `keep_bytes` of idle stacks (counted by usable size)
+    /// committed; once the idle stacks exceed that by a quarter, the oldest ones beyond it
+    /// have their pages returned to the OS with `MADV_DONTNEED`, in one batch, while their
+    /// address range stays reserved for reuse.
     ///
     /// Reserves nothing until the first [`take`](StackPool::take).
     pub(crate) fn new(keep_bytes: usize) -> StackPool {
@@ -84,7 +98,9 @@ impl StackPool {
             arena: Arena::new(guard, id),
             classes: Vec::new(),
             keep_bytes,
+            slack_bytes: keep_bytes / 4,
             warm_idle_bytes: 0,
+            discard_calls: 0,
             out: 0,
             _not_sync: PhantomData,
         }
@@ -101,7 +117,7 @@ impl StackPool {
     pub(crate) fn take(&mut self, size: usize) -> io::Result<GreenStack> {
         let usable = check_stack_size(size)?;
         if let Some(class) = self.classes.iter_mut().find(|c| c.usable == usable) {
-            if let Some(stack) = class.warm.pop() {
+            if let Some(stack) = class.warm.pop_back() {
                 self.warm_idle_bytes -= usable;
                 self.out += 1;
                 return Ok(stack);
@@ -127,8 +143,8 @@ impl StackPool {
 
     /// Takes back a stack whose coroutine has finished or been unwound.
     ///
-    /// Kept warm if the warm idle stacks stay within `keep_bytes`; otherwise its usable pages
-    /// go back to the OS now (one `madvise(MADV_DONTNEED)`) and it is kept cold.
+    /// Kept warm; if that takes the warm idle stacks over `keep_bytes` plus the slack, the
+    /// oldest go cold until `keep_bytes` is left ([`trim`](StackPool::trim)).
     ///
     /// # Panics
     ///
@@ -141,34 +157,56 @@ impl StackPool {
         }
         self.out -= 1;
         let usable = stack.usable_size();
-        let warm = self.warm_idle_bytes + usable <= self.keep_bytes;
         match self.classes.iter_mut().find(|c| c.usable == usable) {
-            Some(class) if warm => {
-                self.warm_idle_bytes += usable;
-                class.warm.push(stack);
+            Some(class) => class.warm.push_back(stack),
+            None => {
+                let class = self.class_index(usable);
+                self.classes[class].warm.push_back(stack);
             }
-            _ => self.give_back_slow(stack, warm),
+        }
+        self.warm_idle_bytes += usable;
+        if self.warm_idle_bytes > self.keep_bytes.saturating_add(self.slack_bytes) {
+            self.trim();
         }
     }
 
-    /// The slow path of [`give_back`](StackPool::give_back): the stack goes cold, or its class
-    /// does not exist yet.
+    /// Makes the oldest warm idle stacks cold until `keep_bytes` of warm ones are left, in
+    /// one batch: sorted by address, each run of adjacent slots gets one
+    /// `madvise(MADV_DONTNEED)` over its usable parts and the guards between them, which keep
+    /// their protection (module essay: one call per stack cost a TLB shootdown per stack).
     #[cold]
     #[inline(never)]
-    fn give_back_slow(&mut self, stack: GreenStack, warm: bool) {
-        let usable = stack.usable_size();
-        let class = self.class_index(usable);
-        if warm {
-            self.warm_idle_bytes += usable;
-            self.classes[class].warm.push(stack);
-        } else {
-            // SAFETY: the stack is back in the pool: its coroutine has finished or been unwound
-            // (give_back's contract), so nothing runs on it and nothing refers into it.
-            let discarded = unsafe { stack.discard_contents() };
+    fn trim(&mut self) {
+        let mut going: Vec<(usize, GreenStack)> = Vec::new();
+        for (index, class) in self.classes.iter_mut().enumerate() {
+            while self.warm_idle_bytes > self.keep_bytes {
+                let Some(stack) = class.warm.pop_front() else {
+                    break;
+                };
+                self.warm_idle_bytes -= class.usable;
+                going.push((index, stack));
+            }
+        }
+        going.sort_unstable_by_key(|(_, stack)| stack.limit());
+        let mut run_start = 0;
+        for i in 1..=going.len() {
+            let run_goes_on = i < going.len() && going[i - 1].1.base() == going[i].1.limit();
+            if run_goes_on {
+                continue;
+            }
+            let run = &going[run_start..i];
+            // SAFETY: every stack of the run is back in the pool (give_back's contract: its
+            // coroutine has finished or been unwound), so nothing runs on it or refers into
+            // it; the run's slots are adjacent in one chunk, so the range is theirs alone.
+            let discarded = unsafe { GreenStack::discard_run(&run[0].1, &run[run.len() - 1].1) };
             // A failure (it cannot happen on a mapped private range) only means the pages
-            // stay committed; the stack is still perfectly reusable.
+            // stay committed; the stacks are still perfectly reusable.
             debug_assert!(discarded.is_ok(), "MADV_DONTNEED failed: {discarded:?}");
-            self.classes[class].cold.push(stack);
+            self.discard_calls += 1;
+            run_start = i;
+        }
+        for (index, stack) in going {
+            self.classes[index].cold.push(stack);
         }
     }
 
@@ -179,6 +217,7 @@ impl StackPool {
             warm_idle: self.classes.iter().map(|c| c.warm.len()).sum(),
             cold_idle: self.classes.iter().map(|c| c.cold.len()).sum(),
             warm_idle_bytes: self.warm_idle_bytes,
+            discard_calls: self.discard_calls,
             slots_carved: self.arena.slots_carved(),
             reserved_bytes: self.arena.reserved_bytes(),
             chunks: self.arena.chunk_count(),
@@ -192,7 +231,7 @@ impl StackPool {
             None => {
                 self.classes.push(SizeClass {
                     usable,
-                    warm: Vec::new(),
+                    warm: VecDeque::new(),
                     cold: Vec::new(),
                 });
                 self.classes.len() - 1
@@ -291,7 +330,8 @@ mod tests {
     }
 
     #[test]
-    fn returning_over_keep_bytes_gives_the_pages_back() {
+    fn returning_over_keep_bytes_gives_the_oldest_pages_back() {
+        // keep_bytes 16 KiB, so the slack is 4 KiB: a second idle stack of 16 KiB is over.
         let mut pool = StackPool::new(16 * KIB);
         let first = pool.take(16 * KIB).unwrap();
         let second = pool.take(16 * KIB).unwrap();
@@ -299,19 +339,20 @@ mod tests {
         use_all_of(&second);
         let (first_base, second_base) = (first.base(), second.base());
 
-        pool.give_back(first); // fits in keep_bytes: stays warm
-        pool.give_back(second); // over the budget: DONTNEED, cold
+        pool.give_back(first); // within keep_bytes: stays warm
+        pool.give_back(second); // over it: the oldest idle stack, `first`, goes cold
         let stats: crate::stack::StackPoolStats = pool.stats();
         assert_eq!((stats.warm_idle, stats.cold_idle), (1, 1));
         assert_eq!(stats.warm_idle_bytes, 16 * KIB);
+        assert_eq!(stats.discard_calls, 1);
 
         // Warm stacks are preferred, and still hold their pages.
         let warm = pool.take(16 * KIB).unwrap();
-        assert_eq!(warm.base(), first_base);
+        assert_eq!(warm.base(), second_base);
         assert_eq!(warm.resident_bytes().unwrap(), 16 * KIB);
         // The cold one comes next, with nothing resident, and still guarded.
         let cold = pool.take(16 * KIB).unwrap();
-        assert_eq!(cold.base(), second_base);
+        assert_eq!(cold.base(), first_base);
         assert_eq!(cold.resident_bytes().unwrap(), 0);
         assert!(!is_readable(cold.guard_range().0));
         assert!(!is_readable(cold.guard_range().1 - 1));
@@ -321,9 +362,65 @@ mod tests {
         use_all_of(&cold);
         pool.give_back(cold);
         assert_eq!(pool.stats().warm_idle, 1);
-        pool.give_back(warm); // over the budget again: discarded, not kept warm
+        pool.give_back(warm); // over the budget again: the older one is discarded
         let stats = pool.stats();
         assert_eq!((stats.warm_idle, stats.cold_idle), (1, 1));
+        let again = pool.take(16 * KIB).unwrap();
+        assert_eq!(
+            again.base(),
+            second_base,
+            "the newest idle stack stayed warm"
+        );
+        pool.give_back(again);
+    }
+
+    /// Stacks returned over the budget go cold in one batch, one `madvise` per run of
+    /// adjacent slots, and every guard in a run still faults afterwards.
+    fn check_trim_discards_runs(guard: GuardStrategy) {
+        // keep_bytes 64 KiB, slack 16 KiB: the sixth idle stack of 16 KiB goes over, and a
+        // trim makes the two oldest cold.
+        let mut pool = StackPool::with_guard_strategy(64 * KIB, guard);
+        let stacks: Vec<_> = (0..6).map(|_| pool.take(16 * KIB).unwrap()).collect();
+        for stack in &stacks {
+            use_all_of(stack);
+        }
+        let (oldest, second) = (stacks[0].base(), stacks[1].base());
+        assert_eq!(
+            stacks[0].base(),
+            stacks[1].limit(),
+            "slots are carved adjacent"
+        );
+        for stack in stacks {
+            pool.give_back(stack);
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.warm_idle, stats.cold_idle), (4, 2));
+        assert_eq!(stats.discard_calls, 1, "two adjacent stacks, one call");
+        // Drain the warm ones, then the two cold ones come out: empty and guarded.
+        let warm: Vec<_> = (0..4).map(|_| pool.take(16 * KIB).unwrap()).collect();
+        let cold: Vec<_> = (0..2).map(|_| pool.take(16 * KIB).unwrap()).collect();
+        let mut cold_bases: Vec<_> = cold.iter().map(|s| s.base()).collect();
+        cold_bases.sort_unstable();
+        assert_eq!(cold_bases, [oldest, second]);
+        for stack in &cold {
+            assert_eq!(stack.resident_bytes().unwrap(), 0, "{guard:?}");
+            assert!(!is_readable(stack.guard_range().0), "{guard:?}: guard lost");
+            assert!(
+                !is_readable(stack.guard_range().1 - 1),
+                "{guard:?}: guard lost"
+            );
+        }
+        for stack in warm.into_iter().chain(cold) {
+            pool.give_back(stack);
+        }
+    }
+
+    #[test]
+    fn a_trim_discards_adjacent_stacks_in_one_call_and_keeps_guards() {
+        if guard_install_supported() {
+            check_trim_discards_runs(GuardStrategy::GuardMarker);
+        }
+        check_trim_discards_runs(GuardStrategy::ProtNone);
     }
 
     #[test]
