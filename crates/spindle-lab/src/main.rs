@@ -9,75 +9,33 @@
 //! spindle thread to stderr and go on (`spindle::debug::install_dump_signal`).
 
 mod bench;
+mod cli;
 mod demo;
 mod figures;
 mod machine;
 mod plots;
 mod report;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-use bench::{Experiment, Subject};
-
-#[derive(Parser)]
-#[command(
-    name = "spindle-lab",
-    about = "Threading-model experiments, measured live"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run every experiment and write a report folder.
-    Report {
-        /// Small sizes, for a smoke test.
-        #[arg(long)]
-        quick: bool,
-        /// Where to write report.md, results.json and the plots.
-        #[arg(long, default_value = "report")]
-        out: PathBuf,
-    },
-    /// Run one experiment and print its figures.
-    Bench {
-        /// The experiment.
-        #[arg(value_enum)]
-        name: Experiment,
-        /// Run only this subject (default: the experiment's usual subjects). skynet measures
-        /// one-to-one only when asked, on a smaller tree, with its baselines at that size;
-        /// blocking runs every case of the model (with and without migration, ticker on
-        /// the same or the other worker).
-        #[arg(long)]
-        model: Option<Subject>,
-        /// Operations (or threads) per measurement; skynet: leaves; parallel: matrix size;
-        /// blocking: milliseconds the blocking call lasts; creation: the most threads (kernel
-        /// threads: at most 50,000); latency: the most CPU-bound threads; sync: lock + unlock
-        /// pairs and messages per measurement.
-        #[arg(long)]
-        n: Option<u64>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one behaviour of spindle in a few lines of output.
-    Demo {
-        /// The demonstration.
-        #[arg(value_enum)]
-        name: demo::Demo,
-    },
-}
+use cli::Command;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("spindle-lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = spindle::debug::install_dump_signal(libc::SIGQUIT) {
         eprintln!("spindle-lab: no thread dump on SIGQUIT: {e}");
     }
-    let outcome = match cli.command {
+    let outcome = match command {
         Command::Report { quick, out } => report::run(quick, &out),
         Command::Bench {
             name,
@@ -86,6 +44,7 @@ fn main() -> ExitCode {
             json,
         } => bench::run_one(name, model, n, json),
         Command::Demo { name } => demo::run(name),
+        Command::Help(_) => unreachable!("help returned above"),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

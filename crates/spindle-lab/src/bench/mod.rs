@@ -20,12 +20,10 @@ pub mod sync;
 use std::io;
 use std::time::Duration;
 
-use clap::ValueEnum;
-
 use crate::figures::{table, Figure};
 
 /// An experiment the lab can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Experiment {
     /// Cost of one yield: two threads giving way to each other in turn.
     Switch,
@@ -53,6 +51,31 @@ pub enum Experiment {
     Accounting,
     /// examples/http_hello against tokio, loaded by wrk: requests per second, latency.
     Http,
+}
+
+impl crate::cli::Choice for Experiment {
+    const ALL: &'static [Experiment] = &Experiment::ALL;
+
+    fn cli_name(self) -> &'static str {
+        self.name()
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Experiment::Switch => "cost of one yield, two threads giving way in turn",
+            Experiment::Spawn => "cost of spawning and joining a thread that does nothing",
+            Experiment::Creation => "N threads alive at once: time, memory, kernel threads",
+            Experiment::Pingpong => "round trip of a message between two threads",
+            Experiment::Memory => "memory of many parked threads, and the time to spawn them",
+            Experiment::Skynet => "a tree of threads, ten children each, down to N leaves",
+            Experiment::Parallel => "a matrix product over 1 to 16 threads: speedup per model",
+            Experiment::Blocking => "a raw blocking read: how long a 1 ms ticker stalls",
+            Experiment::Latency => "wake-to-run latency beside N CPU-bound threads",
+            Experiment::Sync => "Mutex and channel against std, crossbeam and tokio",
+            Experiment::Accounting => "CPU time per green thread: accuracy and cost",
+            Experiment::Http => "examples/http_hello against tokio, loaded by wrk",
+        }
+    }
 }
 
 impl Experiment {
@@ -340,7 +363,7 @@ impl Experiment {
 }
 
 /// What an experiment measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subject {
     /// spindle, many-to-one model.
     ManyToOne,
@@ -360,6 +383,48 @@ pub enum Subject {
     May,
     /// Go's goroutines with GOMAXPROCS=1, when a `go` toolchain is on PATH.
     Go,
+}
+
+impl crate::cli::Choice for Subject {
+    const ALL: &'static [Subject] = &[
+        Subject::ManyToOne,
+        Subject::OneToOne,
+        Subject::Std,
+        Subject::Corosensei,
+        Subject::ManyToMany,
+        Subject::TokioCurrentThread,
+        Subject::TokioMultiThread,
+        Subject::May,
+        Subject::Go,
+    ];
+
+    fn cli_name(self) -> &'static str {
+        match self {
+            Subject::ManyToOne => "many-to-one",
+            Subject::OneToOne => "one-to-one",
+            Subject::Std => "std",
+            Subject::Corosensei => "corosensei",
+            Subject::ManyToMany => "many-to-many",
+            Subject::TokioCurrentThread => "tokio-current-thread",
+            Subject::TokioMultiThread => "tokio-multi-thread",
+            Subject::May => "may",
+            Subject::Go => "go",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Subject::ManyToOne => "spindle, many-to-one model",
+            Subject::OneToOne => "spindle, one-to-one model",
+            Subject::Std => "plain std threads (and std's channels)",
+            Subject::Corosensei => "a bare corosensei coroutine: the floor for a switch",
+            Subject::ManyToMany => "spindle, many-to-many model",
+            Subject::TokioCurrentThread => "tokio's current-thread runtime",
+            Subject::TokioMultiThread => "tokio's multi-thread runtime",
+            Subject::May => "may's coroutines on one worker",
+            Subject::Go => "Go's goroutines, GOMAXPROCS=1, when go is on PATH",
+        }
+    }
 }
 
 impl Subject {

@@ -14,7 +14,7 @@ use std::io;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
+use crate::cli::Choice;
 
 use super::{build_runtime, Subject};
 use crate::figures::Figure;
@@ -133,16 +133,13 @@ fn measure(subject: Subject, leaves: u64, runs: usize) -> io::Result<Figure> {
     if std::env::var_os(CHILD_RUNS_ENV).is_some() {
         return measure_here(subject, leaves, runs);
     }
-    let name = subject
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .ok_or_else(|| io::Error::other("a subject without a command-line name"))?;
+    let name = subject.cli_name();
     let out = std::process::Command::new(std::env::current_exe()?)
         .args([
             "bench",
             "skynet",
             "--model",
-            &name,
+            name,
             "--n",
             &leaves.to_string(),
             "--json",

@@ -6,10 +6,8 @@ mod fork;
 
 use std::io;
 
-use clap::ValueEnum;
-
 /// A demonstration the lab can show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Demo {
     /// fork() with runtimes alive: a child that uses an inherited runtime fails fast, a
     /// child that builds its own runtime works, and Command starts 100 children without
@@ -18,6 +16,24 @@ pub enum Demo {
     /// debug::dump_text() of a program whose green threads wait in a dozen ways, and the
     /// time to dump 100,000 parked green threads with their backtraces.
     Dump,
+}
+
+impl crate::cli::Choice for Demo {
+    const ALL: &'static [Demo] = &[Demo::Fork, Demo::Dump];
+
+    fn cli_name(self) -> &'static str {
+        match self {
+            Demo::Fork => "fork",
+            Demo::Dump => "dump",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Demo::Fork => "fork() with runtimes alive, and Command without forking",
+            Demo::Dump => "debug::dump_text() of threads waiting in a dozen ways",
+        }
+    }
 }
 
 /// Shows `demo` on stdout.
