@@ -153,6 +153,82 @@ cross_model! {
         server.join().unwrap();
     }
 
+    fn a_read_after_a_short_read_finds_data_from_before_and_after_its_wait(model) {
+        // After a read that returned less than it was given, the next read on the handle
+        // waits for readability before it tries (net/stream_state.rs). Data already queued
+        // and data that comes during the wait must both end that wait, and a timeout still
+        // applies to it.
+        let (listener, addr) = listener();
+        let (sent_tx, sent_rx) = spindle::channel::bounded::<()>(0);
+        let (read_tx, read_rx) = spindle::channel::bounded::<()>(0);
+        let server = spindle::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // A wait that missed queued data would last for ever: fail instead.
+            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = [0u8; 64];
+            let mut read = |stream: &mut TcpStream| {
+                let n = stream.read(&mut buf).unwrap();
+                buf[..n].to_vec()
+            };
+            sent_rx.recv().unwrap();
+            assert_eq!(read(&mut stream), b"abc", "a short read");
+            read_tx.send(()).unwrap();
+            sent_rx.recv().unwrap(); // "fghij" is queued before this read starts
+            assert_eq!(read(&mut stream), b"fghij");
+            read_tx.send(()).unwrap(); // "klm" is sent while this read waits, or before
+            assert_eq!(read(&mut stream), b"klm");
+            let timeout = Duration::from_millis(50);
+            stream.set_read_timeout(Some(timeout)).unwrap();
+            let start = Instant::now();
+            let err = stream.read(&mut [0u8; 64]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+            assert!(start.elapsed() >= timeout, "timed out after {:?}", start.elapsed());
+            read_tx.send(()).unwrap();
+            assert_eq!(read(&mut stream), b"", "end of stream");
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(b"abc").unwrap();
+        sent_tx.send(()).unwrap();
+        read_rx.recv().unwrap();
+        client.write_all(b"fghij").unwrap();
+        sent_tx.send(()).unwrap();
+        read_rx.recv().unwrap();
+        client.write_all(b"klm").unwrap();
+        read_rx.recv().unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        server.join().unwrap();
+    }
+
+    fn a_timeout_set_through_a_clone_applies_to_a_wait_on_the_original(model) {
+        // A stream caches its socket's timeouts (net/stream_state.rs); its clones share
+        // that cache, so a timeout set on one applies to waits on the others.
+        let (listener, addr) = listener();
+        let (done_tx, done_rx) = spindle::channel::bounded::<()>(0);
+        let server = spindle::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            (&stream).write_all(b"x").unwrap();
+            done_rx.recv().unwrap();
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        // A read that waits caches "no timeout" (it may also find the byte at once).
+        let mut byte = [0u8; 1];
+        client.read_exact(&mut byte).unwrap();
+        assert_eq!(client.read_timeout().unwrap(), None);
+        let clone = client.try_clone().unwrap();
+        let timeout = Duration::from_millis(50);
+        clone.set_read_timeout(Some(timeout)).unwrap();
+        assert_eq!(client.read_timeout().unwrap(), clone.read_timeout().unwrap());
+        let start = Instant::now();
+        let err = client.read(&mut byte).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock, "{model}: {err}");
+        assert!(start.elapsed() >= timeout, "{model}: {:?}", start.elapsed());
+        // And a std handle converted from a clone sees it, in the socket.
+        let std_handle = std::net::TcpStream::from(client.try_clone().unwrap());
+        assert_eq!(std_handle.read_timeout().unwrap(), client.read_timeout().unwrap());
+        done_tx.send(()).unwrap();
+        server.join().unwrap();
+    }
+
     fn write_timeout_when_the_peer_does_not_read(model) {
         let (listener, addr) = listener();
         let (done_tx, done_rx) = spindle::channel::bounded::<()>(0);

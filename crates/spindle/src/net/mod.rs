@@ -73,7 +73,12 @@
 //! socket (`SO_RCVTIMEO`, `SO_SNDTIMEO`), which a non-blocking socket otherwise ignores.
 //! A call reads it back only when it is about to wait, so the fast path pays nothing, and
 //! clones, sockets converted from std and to std, and sockets rebuilt from a raw
-//! descriptor all see the same timeouts, as with std. The deadline is taken when the call
+//! descriptor all see the same timeouts, as with std. One exception: a stream
+//! ([`TcpStream`], [`unix::UnixStream`]) reads its socket's timeouts once and keeps them,
+//! shared with its `try_clone` clones, because a keep-alive connection waits on every
+//! request and the lookup was a system call each time (`stream_state.rs`); so set a
+//! stream's timeouts through spindle's handles, not through a std handle of the same
+//! socket or its raw descriptor, which such a stream does not notice. The deadline is taken when the call
 //! first finds it must wait, and covers that call (std's timeout, too, is per call). On
 //! timeout the call fails as std's does on Linux, with the `EAGAIN` error, whose kind is
 //! [`std::io::ErrorKind::WouldBlock`]; it returns no earlier than the timeout. The kernel
@@ -110,6 +115,7 @@ use crate::io::{wait_until, Interest};
 use crate::park::WaitReason;
 
 mod io_budget;
+mod stream_state;
 mod tcp;
 mod udp;
 pub mod unix;
@@ -126,18 +132,35 @@ pub(crate) fn retry<T>(
     interest: Interest,
     reason: WaitReason,
     timeout: impl FnOnce() -> io::Result<Option<Duration>>,
+    op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    retry_from(fd, interest, reason, false, timeout, op)
+}
+
+/// [`retry`], but with `wait_first` the first step is the wait, not the call: for a call
+/// that would fail with `WouldBlock` (`stream_state.rs`, the short-read hint).
+pub(crate) fn retry_from<T>(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    reason: WaitReason,
+    wait_first: bool,
+    timeout: impl FnOnce() -> io::Result<Option<Duration>>,
     mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
     let mut timeout = Some(timeout);
     let mut deadline = None;
+    let mut call_now = !wait_first;
     loop {
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            done => {
-                io_budget::spend();
-                return done;
+        if call_now {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => {
+                    io_budget::spend();
+                    return done;
+                }
             }
         }
+        call_now = true;
         if let Some(timeout) = timeout.take() {
             // A timeout too large to represent is no timeout.
             deadline = timeout()?.and_then(|t| Instant::now().checked_add(t));
@@ -290,7 +313,7 @@ macro_rules! socket_conversions {
         impl From<$std> for $ty {
             fn from(inner: $std) -> Self {
                 $crate::net::set_nonblocking(std::os::fd::AsFd::as_fd(&inner));
-                Self { inner }
+                Self::wrap(inner)
             }
         }
 

@@ -5,8 +5,10 @@ use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use rustix::net::sockopt::Timeout;
 use rustix::net::{AddressFamily, SocketType};
 
+use super::stream_state::StreamState;
 use super::{
     connect_nonblocking, each_addr, no_timeout, retry, socket_conversions, stream_read_write,
     LISTEN_BACKLOG, SOCKET_FLAGS,
@@ -67,7 +69,11 @@ impl TcpListener {
             // Not expected of a TCP listener; ask the socket instead.
             _ => inner.peer_addr()?,
         };
-        Ok((TcpStream { inner }, addr))
+        Ok((TcpStream::wrap(inner), addr))
+    }
+
+    fn wrap(inner: std::net::TcpListener) -> TcpListener {
+        TcpListener { inner }
     }
 
     /// An endless iterator over the connections, each from [`accept`](TcpListener::accept).
@@ -129,6 +135,7 @@ impl std::iter::FusedIterator for Incoming<'_> {}
 /// underneath; timeouts and conversions are described in the [module docs](crate::net).
 pub struct TcpStream {
     inner: std::net::TcpStream,
+    state: StreamState,
 }
 
 impl TcpStream {
@@ -155,9 +162,14 @@ impl TcpStream {
     fn connect_addr(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
         let fd = rustix::net::socket_with(family(addr), SocketType::STREAM, SOCKET_FLAGS, None)?;
         connect_nonblocking(fd.as_fd(), addr, WaitReason::TcpConnect, deadline)?;
-        Ok(TcpStream {
-            inner: std::net::TcpStream::from(fd),
-        })
+        Ok(TcpStream::wrap(std::net::TcpStream::from(fd)))
+    }
+
+    fn wrap(inner: std::net::TcpStream) -> TcpStream {
+        TcpStream {
+            inner,
+            state: StreamState::new(),
+        }
     }
 
     /// The address of the peer.
@@ -181,6 +193,7 @@ impl TcpStream {
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         Ok(TcpStream {
             inner: self.inner.try_clone()?,
+            state: self.state.for_clone(),
         })
     }
 
@@ -188,27 +201,34 @@ impl TcpStream {
     /// with the `EAGAIN` error ([`io::ErrorKind::WouldBlock`]), as std's on Linux. A zero
     /// duration is an `InvalidInput` error.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_read_timeout(timeout)
+        self.state
+            .set_timeout(self.inner.as_fd(), Timeout::Recv, timeout)
     }
 
     /// Sets the write timeout; see [`set_read_timeout`](TcpStream::set_read_timeout).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_write_timeout(timeout)
+        self.state
+            .set_timeout(self.inner.as_fd(), Timeout::Send, timeout)
     }
 
     /// The read timeout; `None` if there is none.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.read_timeout()
+        self.state.timeout(self.inner.as_fd(), Timeout::Recv)
     }
 
     /// The write timeout; `None` if there is none.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.write_timeout()
+        self.state.timeout(self.inner.as_fd(), Timeout::Send)
     }
 
     /// Reads without removing the data from the queue, parking until some is there.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.wait_to_read(|| self.inner.peek(buf))
+        self.state.call(
+            self.inner.as_fd(),
+            Interest::Read,
+            WaitReason::TcpRead,
+            || self.inner.peek(buf),
+        )
     }
 
     /// Sets `TCP_NODELAY` (no Nagle delay for small writes).
@@ -236,40 +256,38 @@ impl TcpStream {
         self.inner.take_error()
     }
 
-    fn wait_to_read<T>(&self, op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        retry(
-            self.inner.as_fd(),
-            Interest::Read,
-            WaitReason::TcpRead,
-            || self.inner.read_timeout(),
-            op,
-        )
-    }
-
-    fn wait_to_write<T>(&self, op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        retry(
-            self.inner.as_fd(),
-            Interest::Write,
-            WaitReason::TcpWrite,
-            || self.inner.write_timeout(),
-            op,
-        )
-    }
-
     fn read_impl(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.wait_to_read(|| (&self.inner).read(buf))
+        let len = buf.len();
+        self.state
+            .read(self.inner.as_fd(), WaitReason::TcpRead, len, || {
+                (&self.inner).read(buf)
+            })
     }
 
     fn read_vectored_impl(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.wait_to_read(|| (&self.inner).read_vectored(bufs))
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.state
+            .read(self.inner.as_fd(), WaitReason::TcpRead, len, || {
+                (&self.inner).read_vectored(bufs)
+            })
     }
 
     fn write_impl(&self, buf: &[u8]) -> io::Result<usize> {
-        self.wait_to_write(|| (&self.inner).write(buf))
+        self.state.call(
+            self.inner.as_fd(),
+            Interest::Write,
+            WaitReason::TcpWrite,
+            || (&self.inner).write(buf),
+        )
     }
 
     fn write_vectored_impl(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.wait_to_write(|| (&self.inner).write_vectored(bufs))
+        self.state.call(
+            self.inner.as_fd(),
+            Interest::Write,
+            WaitReason::TcpWrite,
+            || (&self.inner).write_vectored(bufs),
+        )
     }
 }
 

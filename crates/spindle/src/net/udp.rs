@@ -20,6 +20,10 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
+    fn wrap(inner: std::net::UdpSocket) -> UdpSocket {
+        UdpSocket { inner }
+    }
+
     /// Creates a socket bound to `addr`, as `std::net::UdpSocket::bind`. A host name is
     /// resolved in place, blocking the kernel thread (module docs).
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {

@@ -11,10 +11,12 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
+use rustix::net::sockopt::Timeout;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 pub use std::os::unix::net::SocketAddr;
 
+use super::stream_state::StreamState;
 use super::{
     connect_nonblocking, no_timeout, retry, socket_conversions, stream_read_write, LISTEN_BACKLOG,
     SOCKET_FLAGS,
@@ -57,6 +59,10 @@ impl UnixListener {
             || self.inner.accept(),
         )?;
         Ok((UnixStream::from(inner), addr))
+    }
+
+    fn wrap(inner: std::os::unix::net::UnixListener) -> UnixListener {
+        UnixListener { inner }
     }
 
     /// An endless iterator over the connections, each from [`accept`](UnixListener::accept).
@@ -108,6 +114,7 @@ impl std::iter::FusedIterator for Incoming<'_> {}
 /// underneath; timeouts and conversions are described in the [module docs](crate::net).
 pub struct UnixStream {
     inner: std::os::unix::net::UnixStream,
+    state: StreamState,
 }
 
 impl UnixStream {
@@ -119,9 +126,7 @@ impl UnixStream {
         let fd =
             rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SOCKET_FLAGS, None)?;
         match connect_nonblocking(fd.as_fd(), &addr, WaitReason::UnixConnect, None) {
-            Ok(()) => Ok(UnixStream {
-                inner: std::os::unix::net::UnixStream::from(fd),
-            }),
+            Ok(()) => Ok(UnixStream::wrap(std::os::unix::net::UnixStream::from(fd))),
             // The listener's backlog is full, and no event tells when it has room: a
             // blocking connect on a helper thread waits for exactly that.
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
@@ -139,13 +144,16 @@ impl UnixStream {
         let (a, b) =
             rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SOCKET_FLAGS, None)?;
         Ok((
-            UnixStream {
-                inner: std::os::unix::net::UnixStream::from(a),
-            },
-            UnixStream {
-                inner: std::os::unix::net::UnixStream::from(b),
-            },
+            UnixStream::wrap(std::os::unix::net::UnixStream::from(a)),
+            UnixStream::wrap(std::os::unix::net::UnixStream::from(b)),
         ))
+    }
+
+    fn wrap(inner: std::os::unix::net::UnixStream) -> UnixStream {
+        UnixStream {
+            inner,
+            state: StreamState::new(),
+        }
     }
 
     /// A second handle to the same connection (`dup`), so that one thread can read while
@@ -153,6 +161,7 @@ impl UnixStream {
     pub fn try_clone(&self) -> io::Result<UnixStream> {
         Ok(UnixStream {
             inner: self.inner.try_clone()?,
+            state: self.state.for_clone(),
         })
     }
 
@@ -170,22 +179,24 @@ impl UnixStream {
     /// the `EAGAIN` error ([`io::ErrorKind::WouldBlock`]), as std's on Linux. A zero
     /// duration is an `InvalidInput` error.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_read_timeout(timeout)
+        self.state
+            .set_timeout(self.inner.as_fd(), Timeout::Recv, timeout)
     }
 
     /// Sets the write timeout; see [`set_read_timeout`](UnixStream::set_read_timeout).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_write_timeout(timeout)
+        self.state
+            .set_timeout(self.inner.as_fd(), Timeout::Send, timeout)
     }
 
     /// The read timeout; `None` if there is none.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.read_timeout()
+        self.state.timeout(self.inner.as_fd(), Timeout::Recv)
     }
 
     /// The write timeout; `None` if there is none.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.write_timeout()
+        self.state.timeout(self.inner.as_fd(), Timeout::Send)
     }
 
     /// Shuts down the read half, the write half or both (`shutdown(2)`); after the peer
@@ -199,40 +210,38 @@ impl UnixStream {
         self.inner.take_error()
     }
 
-    fn wait_to_read<T>(&self, op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        retry(
-            self.inner.as_fd(),
-            Interest::Read,
-            WaitReason::UnixRead,
-            || self.inner.read_timeout(),
-            op,
-        )
-    }
-
-    fn wait_to_write<T>(&self, op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        retry(
-            self.inner.as_fd(),
-            Interest::Write,
-            WaitReason::UnixWrite,
-            || self.inner.write_timeout(),
-            op,
-        )
-    }
-
     fn read_impl(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.wait_to_read(|| (&self.inner).read(buf))
+        let len = buf.len();
+        self.state
+            .read(self.inner.as_fd(), WaitReason::UnixRead, len, || {
+                (&self.inner).read(buf)
+            })
     }
 
     fn read_vectored_impl(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.wait_to_read(|| (&self.inner).read_vectored(bufs))
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.state
+            .read(self.inner.as_fd(), WaitReason::UnixRead, len, || {
+                (&self.inner).read_vectored(bufs)
+            })
     }
 
     fn write_impl(&self, buf: &[u8]) -> io::Result<usize> {
-        self.wait_to_write(|| (&self.inner).write(buf))
+        self.state.call(
+            self.inner.as_fd(),
+            Interest::Write,
+            WaitReason::UnixWrite,
+            || (&self.inner).write(buf),
+        )
     }
 
     fn write_vectored_impl(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.wait_to_write(|| (&self.inner).write_vectored(bufs))
+        self.state.call(
+            self.inner.as_fd(),
+            Interest::Write,
+            WaitReason::UnixWrite,
+            || (&self.inner).write_vectored(bufs),
+        )
     }
 }
 
