@@ -77,17 +77,28 @@ impl Figure {
 }
 
 /// Formats figures as an aligned text table (also valid Markdown), followed by the
-/// figures' notes, if any, as a list.
+/// reasons of skipped figures (numbered, each reason once: they are long, and in a cell
+/// they would widen every row) and the figures' notes, if any, as a list.
 pub fn table(figures: &[Figure]) -> String {
+    let mut reasons: Vec<&str> = Vec::new();
     let rows: Vec<[String; 4]> = figures
         .iter()
         .map(|f| match &f.skipped {
-            Some(why) => [
-                f.subject.clone(),
-                f.metric.clone(),
-                "skipped".into(),
-                why.clone(),
-            ],
+            Some(why) => {
+                let number = match reasons.iter().position(|r| *r == why.as_str()) {
+                    Some(i) => i + 1,
+                    None => {
+                        reasons.push(why);
+                        reasons.len()
+                    }
+                };
+                [
+                    f.subject.clone(),
+                    f.metric.clone(),
+                    "skipped".into(),
+                    format!("why: [{number}]"),
+                ]
+            }
             None => [
                 f.subject.clone(),
                 f.metric.clone(),
@@ -124,9 +135,15 @@ pub fn table(figures: &[Figure]) -> String {
     for r in &rows {
         out.push_str(&line(r));
     }
-    let notes: Vec<String> = figures
+    let notes: Vec<String> = reasons
         .iter()
-        .filter_map(|f| Some(format!("- {}: {}\n", f.subject, f.note.as_ref()?)))
+        .enumerate()
+        .map(|(i, why)| format!("- [{}] {why}\n", i + 1))
+        .chain(
+            figures
+                .iter()
+                .filter_map(|f| Some(format!("- {}: {}\n", f.subject, f.note.as_ref()?))),
+        )
         .collect();
     if !notes.is_empty() {
         // A blank line ends the Markdown table.
@@ -145,5 +162,38 @@ pub fn format_value(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_reasons_are_numbered_once_below_the_table() {
+        let long = "stopped at 15111 of 20000 threads: a reason long enough to widen every row";
+        let figures = [
+            Figure::new("e", "a", "time", 1.5, "ns", 10),
+            Figure::skipped("e", "b", "time", long, 10),
+            Figure::skipped("e", "c", "time", "no toolchain", 10),
+            Figure::skipped("e", "d", "time", long, 10),
+        ];
+        let text = table(&figures);
+        let lines: Vec<&str> = text.lines().collect();
+        let why = |line: &str| line.rsplit('|').nth(1).map(|c| c.trim().to_string());
+        assert!(lines[3].contains("skipped"));
+        assert_eq!(why(lines[3]).as_deref(), Some("why: [1]"));
+        assert_eq!(why(lines[4]).as_deref(), Some("why: [2]"));
+        assert_eq!(
+            why(lines[5]).as_deref(),
+            Some("why: [1]"),
+            "the same reason keeps its number"
+        );
+        assert!(
+            lines[..6].iter().all(|l| !l.contains(long)),
+            "reasons stay out of rows"
+        );
+        assert_eq!(text.matches(long).count(), 1);
+        assert!(text.contains(&format!("- [1] {long}\n- [2] no toolchain\n")));
     }
 }
