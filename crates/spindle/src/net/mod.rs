@@ -77,8 +77,9 @@
 //! ([`TcpStream`], [`unix::UnixStream`]) reads its socket's timeouts once and keeps them,
 //! shared with its `try_clone` clones, because a keep-alive connection waits on every
 //! request and the lookup was a system call each time (`stream_state.rs`); so set a
-//! stream's timeouts through spindle's handles, not through a std handle of the same
-//! socket or its raw descriptor, which such a stream does not notice. The deadline is taken when the call
+//! stream's timeouts through it or its `try_clone` clones, not through a std handle of the
+//! same socket, another spindle stream made from a `dup` of it, or its raw descriptor,
+//! which such a stream does not notice. The deadline is taken when the call
 //! first finds it must wait, and covers that call (std's timeout, too, is per call). On
 //! timeout the call fails as std's does on Linux, with the `EAGAIN` error, whose kind is
 //! [`std::io::ErrorKind::WouldBlock`]; it returns no earlier than the timeout. The kernel
@@ -139,6 +140,13 @@ pub(crate) fn retry<T>(
 
 /// [`retry`], but with `wait_first` the first step is the wait, not the call: for a call
 /// that would fail with `WouldBlock` (`stream_state.rs`, the short-read hint).
+///
+/// A wait that times out is followed by one last try of the call, which reports the
+/// timeout only if that too would block: the call may not have been tried yet (with
+/// `wait_first`), and a worker fires a due timer before it looks at its reactor, so data
+/// that came during the wait could otherwise be reported as a timeout. For the first
+/// reason, a wait that fails (on the green thread that called fork(): fork.rs) is followed
+/// by a try too, when the call was not tried yet.
 pub(crate) fn retry_from<T>(
     fd: BorrowedFd<'_>,
     interest: Interest,
@@ -151,6 +159,7 @@ pub(crate) fn retry_from<T>(
     let mut deadline = None;
     let mut call_now = !wait_first;
     loop {
+        let tried = call_now;
         if call_now {
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -165,8 +174,24 @@ pub(crate) fn retry_from<T>(
             // A timeout too large to represent is no timeout.
             deadline = timeout()?.and_then(|t| Instant::now().checked_add(t));
         }
-        if !wait_until(fd, interest, reason, deadline)? {
-            return Err(timed_out());
+        match wait_until(fd, interest, reason, deadline) {
+            Ok(true) => {}
+            Ok(false) => {
+                return match op() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out()),
+                    done => {
+                        io_budget::spend();
+                        done
+                    }
+                }
+            }
+            Err(wait_failed) if !tried => {
+                return match op() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(wait_failed),
+                    done => done,
+                }
+            }
+            Err(wait_failed) => return Err(wait_failed),
         }
     }
 }

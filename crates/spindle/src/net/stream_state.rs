@@ -13,18 +13,34 @@
 //!   socket's receive queue. The next read on this handle then waits for readability
 //!   *first*, without trying the `recv`. That is always sound: both backends (and `ppoll` on
 //!   kernel threads) look at the descriptor's readiness when a wait is registered, so data
-//!   that came in meanwhile ends the wait at once; the price of a wrong guess is one
-//!   registration, where the right guess saves a system call. tokio clears its readiness
-//!   on a short read for the same reason. The hint is per handle (a clone starts without
-//!   it) and is only a hint, so `Relaxed` is enough for it.
+//!   that came in meanwhile ends the wait at once, and a wait that times out or fails
+//!   before the call was tried tries it once before it reports (`retry_from`). The right
+//!   guess saves a system call; a wrong one (a stream whose data keeps coming, so that it
+//!   is there again by the next read) costs a park and a trip through the reactor, which a
+//!   busy worker looks at every 64 switches: tokio clears its readiness on a short read
+//!   and pays the same. A read capped by the kernel (2 GiB, or 1024 slices for a vectored
+//!   read) also comes back short with data left: one wrong guess. With `SO_RCVLOWAT` set,
+//!   a read after a short one waits for that many bytes, as std's blocking read does,
+//!   where the first read of a call returns what is there. The hint is per handle (a
+//!   clone starts without it) and is only a hint, so `Relaxed` is enough for it.
 //! - **Cached timeouts.** The read and write timeouts are read from the socket once, when a
-//!   wait first needs them, and kept in a record that `try_clone` clones share. Setting a
-//!   timeout through any of them sets the socket's and forgets the cached value, so the next
-//!   wait reads it back, rounded to the kernel's clock ticks as it applies. A timeout changed
-//!   on the same socket by other means (a std handle converted from a clone, or the raw
-//!   descriptor) is not seen by a spindle handle that has cached it: set timeouts through
-//!   spindle's handles. The cache is two `AtomicU64`s with `Relaxed` accesses: each value is
-//!   read and written whole, and publishes nothing else.
+//!   wait (or a getter: `read_timeout` gives what waits apply) first needs them, and kept in
+//!   a record that `try_clone` clones share. Setting a timeout through any of them sets the
+//!   socket's and forgets the cached value, so the next wait reads it back, rounded to the
+//!   kernel's clock ticks as it applies. A timeout changed on the same socket by other
+//!   means (a std handle, a spindle stream built separately from a `dup` or from std, the
+//!   raw descriptor) is not seen by a handle that has cached it: set a stream's timeouts
+//!   through it or its `try_clone` clones.
+//!
+//! The cache of one direction is one `AtomicU64`: a timeout in nanoseconds (below
+//! `UNKNOWN_BIT`), [`NONE`], or "unknown" (`UNKNOWN_BIT` set) with a generation in the
+//! other bits. A setter stores a fresh generation after its `setsockopt`; a reader that
+//! found "unknown" reads the socket and stores what it read only with a compare-exchange
+//! from the word it found. So a value read before a concurrent set can never be stored
+//! after that set's invalidation (the generation differs: no ABA), and a value read after
+//! the set is the new one anyway. `Relaxed` is enough: each word is read and written
+//! whole and publishes nothing else, and the socket itself orders the set against the
+//! read.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -39,8 +55,8 @@ use super::retry_from;
 use crate::io::Interest;
 use crate::park::WaitReason;
 
-/// A cached timeout not read from the socket yet.
-const UNKNOWN: u64 = u64::MAX;
+/// Set in a cached timeout not read from the socket yet; the other bits are a generation.
+const UNKNOWN_BIT: u64 = 1 << 63;
 /// A cached "no timeout" (a zero timeout cannot be set, so 0 is free for it).
 const NONE: u64 = 0;
 
@@ -57,6 +73,8 @@ pub(crate) struct StreamState {
 struct CachedTimeouts {
     read: AtomicU64,
     write: AtomicU64,
+    /// Generations for "unknown" words, so each invalidation is a value never seen before.
+    generation: AtomicU64,
 }
 
 impl StreamState {
@@ -64,8 +82,9 @@ impl StreamState {
     pub(crate) fn new() -> StreamState {
         StreamState {
             timeouts: Arc::new(CachedTimeouts {
-                read: AtomicU64::new(UNKNOWN),
-                write: AtomicU64::new(UNKNOWN),
+                read: AtomicU64::new(UNKNOWN_BIT),
+                write: AtomicU64::new(UNKNOWN_BIT),
+                generation: AtomicU64::new(1),
             }),
             read_drained: AtomicBool::new(false),
         }
@@ -95,7 +114,8 @@ impl StreamState {
             ));
         }
         sockopt::set_socket_timeout(fd, which, timeout)?;
-        self.cached(which).store(UNKNOWN, Relaxed);
+        let generation = self.timeouts.generation.fetch_add(1, Relaxed) & !UNKNOWN_BIT;
+        self.cached(which).store(UNKNOWN_BIT | generation, Relaxed);
         Ok(())
     }
 
@@ -107,17 +127,19 @@ impl StreamState {
     ) -> io::Result<Option<Duration>> {
         let cached = self.cached(which);
         match cached.load(Relaxed) {
-            UNKNOWN => {
+            unknown if unknown & UNKNOWN_BIT != 0 => {
                 let timeout = sockopt::socket_timeout(fd, which)?;
                 let encoded = match timeout {
                     None => NONE,
-                    // Nanoseconds, short of the two reserved values (584 years and more
-                    // wait as long as one can).
+                    // Nanoseconds, below the "unknown" bit (292 years and more wait as long
+                    // as one can).
                     Some(t) => u64::try_from(t.as_nanos())
                         .unwrap_or(u64::MAX)
-                        .clamp(1, UNKNOWN - 1),
+                        .clamp(1, UNKNOWN_BIT - 1),
                 };
-                cached.store(encoded, Relaxed);
+                // Only if no set came in between (module docs); else the next call reads
+                // the socket again.
+                let _ = cached.compare_exchange(unknown, encoded, Relaxed, Relaxed);
                 Ok(timeout)
             }
             NONE => Ok(None),

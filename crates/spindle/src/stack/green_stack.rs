@@ -104,9 +104,9 @@ impl GreenStack {
     /// into them: their contents are lost.
     pub(super) unsafe fn discard_run(first: &GreenStack, last: &GreenStack) -> io::Result<()> {
         debug_assert!(first.guard_end < last.base && first.owner == last.owner);
-        // SAFETY: the range is the usable parts and guards of adjacent slots of one arena
-        // chunk, private anonymous memory, and the caller guarantees nobody needs their
-        // contents; `first`'s own guard, below the range, is not part of it.
+        // SAFETY: the range is exactly the union of adjacent slots of one pool (possibly in
+        // two of its chunks that the kernel placed back to back) without `first`'s guard:
+        // private anonymous memory whose contents the caller guarantees nobody needs.
         unsafe {
             rustix::mm::madvise(
                 first.guard_end as *mut c_void,

@@ -24,10 +24,11 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 struct SizeClass {
     usable: usize,
-    /// Idle stacks whose touched pages are still committed, oldest first; counted in
-    /// `warm_idle_bytes`. Handed out from the back (the most recently used, likeliest still
-    /// in the CPU's caches), trimmed from the front.
-    warm: VecDeque<GreenStack>,
+    /// Idle stacks whose touched pages are still committed, oldest first, each with the
+    /// pool's count of returns when it came back; counted in `warm_idle_bytes`. Handed out
+    /// from the back (the most recently used, likeliest still in the CPU's caches), trimmed
+    /// from the front.
+    warm: VecDeque<(u64, GreenStack)>,
     /// Idle stacks whose pages were returned with `MADV_DONTNEED`.
     cold: Vec<GreenStack>,
 }
@@ -49,6 +50,8 @@ pub(crate) struct StackPool {
     slack_bytes: usize,
     /// Usable bytes of the warm idle stacks, `<= keep_bytes + slack_bytes`.
     warm_idle_bytes: usize,
+    /// Stacks given back over the pool's life: the age stamp of a warm stack.
+    returns: u64,
     /// See [`StackPoolStats::discard_calls`].
     discard_calls: usize,
     /// Stacks taken and not yet given back.
@@ -100,6 +103,7 @@ impl StackPool {
             keep_bytes,
             slack_bytes: keep_bytes / 4,
             warm_idle_bytes: 0,
+            returns: 0,
             discard_calls: 0,
             out: 0,
             _not_sync: PhantomData,
@@ -117,7 +121,7 @@ impl StackPool {
     pub(crate) fn take(&mut self, size: usize) -> io::Result<GreenStack> {
         let usable = check_stack_size(size)?;
         if let Some(class) = self.classes.iter_mut().find(|c| c.usable == usable) {
-            if let Some(stack) = class.warm.pop_back() {
+            if let Some((_, stack)) = class.warm.pop_back() {
                 self.warm_idle_bytes -= usable;
                 self.out += 1;
                 return Ok(stack);
@@ -156,12 +160,14 @@ impl StackPool {
             wrong_pool();
         }
         self.out -= 1;
-        let usable = stack.usable_size();
+        self.returns += 1;
+        let stamped = (self.returns, stack);
+        let usable = stamped.1.usable_size();
         match self.classes.iter_mut().find(|c| c.usable == usable) {
-            Some(class) => class.warm.push_back(stack),
+            Some(class) => class.warm.push_back(stamped),
             None => {
                 let class = self.class_index(usable);
-                self.classes[class].warm.push_back(stack);
+                self.classes[class].warm.push_back(stamped);
             }
         }
         self.warm_idle_bytes += usable;
@@ -178,14 +184,18 @@ impl StackPool {
     #[inline(never)]
     fn trim(&mut self) {
         let mut going: Vec<(usize, GreenStack)> = Vec::new();
-        for (index, class) in self.classes.iter_mut().enumerate() {
-            while self.warm_idle_bytes > self.keep_bytes {
-                let Some(stack) = class.warm.pop_front() else {
-                    break;
-                };
-                self.warm_idle_bytes -= class.usable;
-                going.push((index, stack));
-            }
+        while self.warm_idle_bytes > self.keep_bytes {
+            // The oldest warm stack of any class: the class whose front came back first.
+            let Some(index) = (0..self.classes.len())
+                .filter(|&i| !self.classes[i].warm.is_empty())
+                .min_by_key(|&i| self.classes[i].warm[0].0)
+            else {
+                break;
+            };
+            let class = &mut self.classes[index];
+            let (_, stack) = class.warm.pop_front().expect("the class has a warm stack");
+            self.warm_idle_bytes -= class.usable;
+            going.push((index, stack));
         }
         going.sort_unstable_by_key(|(_, stack)| stack.limit());
         let mut run_start = 0;
@@ -195,9 +205,10 @@ impl StackPool {
                 continue;
             }
             let run = &going[run_start..i];
-            // SAFETY: every stack of the run is back in the pool (give_back's contract: its
-            // coroutine has finished or been unwound), so nothing runs on it or refers into
-            // it; the run's slots are adjacent in one chunk, so the range is theirs alone.
+            // SAFETY: every stack of the run is back in this pool (give_back's contract: its
+            // coroutine has finished or been unwound, and the owner was checked), so nothing
+            // runs on it or refers into it; the run's slots are adjacent (possibly in two
+            // chunks the kernel placed back to back), so the range is exactly their union.
             let discarded = unsafe { GreenStack::discard_run(&run[0].1, &run[run.len() - 1].1) };
             // A failure (it cannot happen on a mapped private range) only means the pages
             // stay committed; the stacks are still perfectly reusable.
@@ -257,7 +268,7 @@ impl Drop for StackPool {
         let idle = self
             .classes
             .iter()
-            .flat_map(|c| c.warm.iter().chain(c.cold.iter()));
+            .flat_map(|c| c.warm.iter().map(|(_, stack)| stack).chain(c.cold.iter()));
         let leaked = self.arena.keep_chunks_with_stacks_out(idle);
         debug_assert!(
             std::thread::panicking(),
@@ -410,6 +421,32 @@ mod tests {
                 "{guard:?}: guard lost"
             );
         }
+        for stack in warm.into_iter().chain(cold) {
+            pool.give_back(stack);
+        }
+    }
+
+    #[test]
+    fn a_trim_takes_the_oldest_stacks_across_size_classes() {
+        // keep_bytes 64 KiB, slack 16 KiB.
+        let mut pool = StackPool::new(64 * KIB);
+        let a = pool.take(16 * KIB).unwrap();
+        let b = pool.take(32 * KIB).unwrap();
+        let c = pool.take(32 * KIB).unwrap();
+        let d = pool.take(16 * KIB).unwrap();
+        let (a_base, b_base) = (a.base(), b.base());
+        pool.give_back(a);
+        pool.give_back(b);
+        pool.give_back(c); // 80 KiB idle: at the limit, not over
+        assert_eq!(pool.stats().cold_idle, 0);
+        pool.give_back(d); // 96 KiB: the oldest, a (16 KiB) then b (32 KiB), go cold
+        let stats = pool.stats();
+        assert_eq!((stats.warm_idle, stats.cold_idle), (2, 2));
+        assert_eq!(stats.warm_idle_bytes, 48 * KIB);
+        // Warm first: c and d come back; then the cold ones are a and b.
+        let warm = [pool.take(16 * KIB).unwrap(), pool.take(32 * KIB).unwrap()];
+        let cold = [pool.take(16 * KIB).unwrap(), pool.take(32 * KIB).unwrap()];
+        assert_eq!([cold[0].base(), cold[1].base()], [a_base, b_base]);
         for stack in warm.into_iter().chain(cold) {
             pool.give_back(stack);
         }
