@@ -4,7 +4,8 @@
 //! cut from it bump-style, the next at the next free address, and the slot's guard is installed
 //! right then, once for the slot's lifetime. A stack too large to share a chunk sensibly
 //! (more than a quarter of one) gets a chunk of its own, and the shared chunk stays current.
-//! Nothing here ever writes to a slot or populates it. Chunks are unmapped only when the arena
+//! Slots are carved one at a time or in batches ([`Arena::carve_batch`]); a batch also
+//! populates the top page of each stack, and that is all that is ever written here. Chunks are unmapped only when the arena
 //! is dropped, and only those none of whose stacks is still out (see
 //! [`Arena::keep_chunks_with_stacks_out`]).
 
@@ -15,7 +16,7 @@ use rustix::mm::{Advice, MapFlags, ProtFlags};
 
 use super::guard::GuardStrategy;
 use super::out_of_memory::{reservation_error, Step};
-use super::{page_size, GreenStack};
+use super::{page_size, self_madvise, GreenStack};
 
 /// How much address space one shared chunk reserves: 3,276 slots of 16 KiB + guard.
 pub(super) const CHUNK_BYTES: usize = 64 * 1024 * 1024;
@@ -101,13 +102,7 @@ impl Arena {
                 let index = self.map_chunk(slot, usable)?;
                 (index, self.chunks[index].start)
             }
-            _ => {
-                let index = self.map_chunk(CHUNK_BYTES, usable)?;
-                self.current = Some(index);
-                self.next = self.chunks[index].start;
-                self.end = self.next + CHUNK_BYTES;
-                (index, self.next)
-            }
+            _ => (self.new_current_chunk(usable)?, self.next),
         };
 
         // SAFETY: `[start, start + page)` is the first page of a slot not carved before, inside
@@ -130,6 +125,79 @@ impl Arena {
         // rest is fresh read-write anonymous memory that was never handed out before; all three
         // addresses are page aligned; `usable >= MIN_STACK_SIZE` as the pool checks sizes.
         Ok(unsafe { GreenStack::from_slot(start, start + page, start + slot, self.owner) })
+    }
+
+    /// Maps a new shared chunk and makes it the one being carved; returns its index.
+    fn new_current_chunk(&mut self, usable: usize) -> io::Result<usize> {
+        let index = self.map_chunk(CHUNK_BYTES, usable)?;
+        self.current = Some(index);
+        self.next = self.chunks[index].start;
+        self.end = self.next + CHUNK_BYTES;
+        Ok(index)
+    }
+
+    /// Whether carving several slots at once is cheaper than one at a time here: the guards
+    /// are markers and `process_madvise` can install them, and populate the stacks' top
+    /// pages, in batches (`self_madvise.rs`).
+    pub(super) fn batches_pay(&self) -> bool {
+        self.guard == GuardStrategy::GuardMarker && self_madvise::supported()
+    }
+
+    /// Carves up to `want` fresh slots with `usable` bytes each, at least one, in one batch
+    /// from the shared chunk (fewer when it has room for fewer; one through
+    /// [`carve`](Arena::carve) for a slot that gets a chunk of its own): their guards in
+    /// one call, and the top page of each stack, where its coroutine writes its first
+    /// frame, populated in another, so that no page fault follows. A failed populate only
+    /// leaves the pages to be faulted in later.
+    pub(super) fn carve_batch(
+        &mut self,
+        usable: usize,
+        want: usize,
+    ) -> io::Result<Vec<GreenStack>> {
+        let page = page_size();
+        debug_assert_eq!(usable % page, 0);
+        let slot = page + usable;
+        if want <= 1 || slot > DEDICATED_SLOT_BYTES || !self.batches_pay() {
+            return Ok(vec![self.carve(usable)?]);
+        }
+        let chunk = match self.current {
+            Some(index) if self.end - self.next >= slot => index,
+            _ => self.new_current_chunk(usable)?,
+        };
+        let count = want
+            .min((self.end - self.next) / slot)
+            .min(self_madvise::MAX_RANGES);
+        let starts: Vec<usize> = (0..count).map(|i| self.next + i * slot).collect();
+        // SAFETY: each start is the first page of a slot not carved before, inside a private
+        // anonymous chunk this arena mapped and owns; nothing has been stored there.
+        let guarded = match unsafe { self.guard.install_many(&starts, page) } {
+            Ok(guarded) => guarded,
+            Err(err) => {
+                return Err(reservation_error(
+                    usable,
+                    Step::Guard(self.guard),
+                    err,
+                    self,
+                ))
+            }
+        };
+        let starts = &starts[..guarded];
+        self.chunks[chunk].slots += guarded;
+        self.next += guarded * slot;
+        let tops: Vec<(usize, usize)> = starts.iter().map(|&s| (s + slot - page, page)).collect();
+        // SAFETY: each range is the top page of one of the slots just carved, private
+        // anonymous memory of ours; populating it keeps its (zero) contents.
+        let _ = unsafe { self_madvise::advise(&tops, self_madvise::MADV_POPULATE_WRITE) };
+        Ok(starts
+            .iter()
+            .map(|&start| {
+                // SAFETY: as in `carve`: the slot lies in a chunk this arena owns and keeps
+                // mapped while any of its stacks is out, its first page now faults on every
+                // access, the rest is read-write memory never handed out before, the
+                // addresses are page aligned, and `usable >= MIN_STACK_SIZE`.
+                unsafe { GreenStack::from_slot(start, start + page, start + slot, self.owner) }
+            })
+            .collect())
     }
 
     /// Maps a new chunk of `len` bytes and returns its index; `usable` names the stack size

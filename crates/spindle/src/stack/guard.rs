@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-use super::page_size;
+use super::{page_size, self_madvise};
 
 /// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (Linux 6.13). Not in the `libc` crate yet, and
 /// rustix's `Advice` enum has no variant for it, so the call goes through `libc::madvise`.
@@ -73,6 +73,42 @@ impl GuardStrategy {
                     .map_err(io::Error::from)
             },
         }
+    }
+}
+
+impl GuardStrategy {
+    /// Makes `[start, start + len)` fault on every access for each of `starts`, in order:
+    /// guard markers for up to 1,024 slots per `process_madvise` call where the kernel has
+    /// it (`self_madvise.rs`), one call per guard otherwise. Returns how many guards, from
+    /// the first, were installed; an error only if not even the first was.
+    ///
+    /// # Safety
+    ///
+    /// As for [`install`](GuardStrategy::install), for every range.
+    pub(super) unsafe fn install_many(self, starts: &[usize], len: usize) -> io::Result<usize> {
+        let mut done = 0;
+        if self == GuardStrategy::GuardMarker && self_madvise::supported() {
+            while done < starts.len() {
+                let end = (done + self_madvise::MAX_RANGES).min(starts.len());
+                let ranges: Vec<(usize, usize)> =
+                    starts[done..end].iter().map(|&s| (s, len)).collect();
+                // SAFETY: the caller's contract covers every range.
+                match unsafe { self_madvise::advise(&ranges, MADV_GUARD_INSTALL) } {
+                    Ok(n) if n > 0 => done += n,
+                    // One at a time from here, which retries and names the error.
+                    _ => break,
+                }
+            }
+        }
+        while done < starts.len() {
+            // SAFETY: as above.
+            match unsafe { self.install(starts[done], len) } {
+                Ok(()) => done += 1,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
     }
 }
 
