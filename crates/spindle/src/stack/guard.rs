@@ -7,10 +7,10 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
 
-use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+use rustix::mm::MprotectFlags;
 
+use super::kernel_probe::{on_scratch_page, KernelProbe};
 use super::{page_size, self_madvise};
 
 /// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (Linux 6.13). Not in the `libc` crate yet, and
@@ -112,52 +112,20 @@ impl GuardStrategy {
     }
 }
 
-/// Detection state: 0 not yet probed, 1 supported, 2 not supported.
-static GUARD_INSTALL: AtomicU8 = AtomicU8::new(0);
+static GUARD_INSTALL: KernelProbe = KernelProbe::new(probe_guard_install);
+
+fn probe_guard_install() -> bool {
+    // SAFETY: the scratch page is ours, anonymous, private and holds nothing.
+    on_scratch_page(|page, len| unsafe { GuardStrategy::GuardMarker.install(page, len) }.is_ok())
+}
 
 /// Whether `madvise(MADV_GUARD_INSTALL)` works on this kernel.
 ///
 /// Probed once, on first call, by installing a guard on a scratch page (`EINVAL` means the
 /// kernel does not know the advice; any other failure is also taken as "not supported", since
-/// the fallback is always correct). The answer is cached in an atomic.
+/// the fallback is always correct). The answer is cached.
 pub(crate) fn guard_install_supported() -> bool {
-    // Relaxed is enough: the value is a pure function of the running kernel and publishes no
-    // other data. Two threads racing here both probe, get the same answer, store the same value.
-    match GUARD_INSTALL.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let supported = probe_guard_install();
-            GUARD_INSTALL.store(if supported { 1 } else { 2 }, Ordering::Relaxed);
-            supported
-        }
-    }
-}
-
-fn probe_guard_install() -> bool {
-    let page = page_size();
-    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; it aliases
-    // nothing.
-    let scratch = unsafe {
-        rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            page,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE,
-        )
-    };
-    let Ok(scratch) = scratch else {
-        return false;
-    };
-    // SAFETY: the scratch page is ours, anonymous, private and holds nothing.
-    let supported = unsafe { GuardStrategy::GuardMarker.install(scratch as usize, page) }.is_ok();
-    // SAFETY: unmapping the scratch page mapped above; no reference into it exists.
-    let unmapped = unsafe { rustix::mm::munmap(scratch, page) };
-    debug_assert!(
-        unmapped.is_ok(),
-        "munmap of the probe page failed: {unmapped:?}"
-    );
-    supported
+    GUARD_INSTALL.get()
 }
 
 #[cfg(test)]

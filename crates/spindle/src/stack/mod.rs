@@ -182,6 +182,7 @@ mod alt_stack;
 mod arena;
 mod green_stack;
 mod guard;
+mod kernel_probe;
 mod out_of_memory;
 mod overflow;
 mod pool;

@@ -16,11 +16,8 @@
 //! as before.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
 
-use rustix::mm::{MapFlags, ProtFlags};
-
-use super::page_size;
+use super::kernel_probe::{on_scratch_page, KernelProbe};
 
 /// `PIDFD_SELF` from `<linux/pidfd.h>` (Linux 6.14): the calling thread.
 const PIDFD_SELF: libc::c_int = -10000;
@@ -31,42 +28,18 @@ pub(super) const MADV_POPULATE_WRITE: libc::c_int = 23;
 /// Ranges per call: the kernel's `UIO_MAXIOV`.
 pub(super) const MAX_RANGES: usize = 1024;
 
-/// Detection state: 0 not yet probed, 1 supported, 2 not supported.
-static SUPPORTED: AtomicU8 = AtomicU8::new(0);
+static SUPPORTED: KernelProbe = KernelProbe::new(|| {
+    on_scratch_page(|page, len| {
+        // SAFETY: the scratch page is ours; populating it changes no contents.
+        let advised = unsafe { advise(&[(page, len)], MADV_POPULATE_WRITE) };
+        matches!(advised, Ok(1))
+    })
+});
 
-/// Whether `process_madvise(PIDFD_SELF, ..)` works on this kernel.
+/// Whether `process_madvise(PIDFD_SELF, ..)` works on this kernel (probed once, by
+/// populating a scratch page).
 pub(super) fn supported() -> bool {
-    // Relaxed: the value is a pure function of the running kernel and publishes nothing.
-    match SUPPORTED.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let supported = probe();
-            SUPPORTED.store(if supported { 1 } else { 2 }, Ordering::Relaxed);
-            supported
-        }
-    }
-}
-
-fn probe() -> bool {
-    let page = page_size();
-    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; it aliases
-    // nothing.
-    let Ok(scratch) = (unsafe {
-        rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            page,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE,
-        )
-    }) else {
-        return false;
-    };
-    // SAFETY: the scratch page is ours; populating it changes no contents.
-    let advised = unsafe { advise(&[(scratch as usize, page)], MADV_POPULATE_WRITE) };
-    // SAFETY: unmapping the scratch page mapped above; no reference into it exists.
-    let _ = unsafe { rustix::mm::munmap(scratch, page) };
-    matches!(advised, Ok(1))
+    SUPPORTED.get()
 }
 
 /// Gives `advice` to each `(start, len)` range, at most [`MAX_RANGES`] of them, in one
@@ -125,8 +98,8 @@ pub(super) unsafe fn advise(ranges: &[(usize, usize)], advice: libc::c_int) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::resident_bytes;
     use crate::stack::test_support::ScratchMapping;
+    use crate::stack::{page_size, resident_bytes};
 
     #[test]
     fn populate_commits_exactly_the_ranges_named() {
