@@ -99,7 +99,7 @@ fn subject_colour(name: &str) -> Option<RGBColor> {
         ("bare corosensei", RGBColor(148, 103, 189)),
         ("tokio current-thread", RGBColor(140, 86, 75)),
         ("tokio multi-thread", RGBColor(227, 119, 194)),
-        ("page-fault floor", RGBColor(127, 127, 127)),
+        ("page faults, one touch at a time", RGBColor(127, 127, 127)),
     ];
     TABLE
         .iter()

@@ -110,9 +110,11 @@ fn park_many(n: u64) -> io::Result<Outcome> {
     })
 }
 
-/// The floor under any green-thread spawn: the kernel's cost of faulting in one fresh page
-/// per thread (each new stack's top page), measured on a scratch mapping with the same
-/// 20 KiB stride as the stacks. On a VM this is often most of the spawn time.
+/// What it costs to fault in one fresh page per thread (each new stack's top page) one
+/// touch at a time, measured on a scratch mapping with the same 20 KiB stride as the
+/// stacks: on a VM, most of a spawn's time if stacks were faulted in that way. spindle
+/// populates the top pages of a batch of fresh stacks with one system call instead
+/// (`stack/mod.rs`, "Fresh slots in batches"), which costs less.
 fn first_touch_floor(n: u64) -> io::Result<f64> {
     let stride = 20 * 1024;
     let len = n as usize * stride;
@@ -213,7 +215,7 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
     if let Some(ms) = floor {
         figures.push(Figure::new(
             "memory",
-            "page-fault floor",
+            "page faults, one touch at a time",
             "first touch of one fresh page per thread",
             ms,
             "ms",

@@ -142,7 +142,9 @@ impl Experiment {
             Experiment::Memory => {
                 "Many threads parked at once: resident memory per thread and time to spawn \
                  them. Green stacks are reserved, not committed, so a parked thread costs \
-                 about one touched page."
+                 about one touched page; spindle populates that page for a batch of new \
+                 stacks in one system call, so its spawns can beat the cost of faulting the \
+                 pages in one by one."
             }
             Experiment::Skynet => {
                 "Skynet: every thread spawns ten children down to N leaves and sums their \

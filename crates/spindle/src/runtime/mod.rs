@@ -52,7 +52,8 @@ use crate::sched::{many_to_many, many_to_one};
 pub const MAX_WORKERS: usize = 1024;
 
 /// Default usable stack size of a green thread: 256 KiB. Pages are committed only when
-/// touched, so a thread that uses 4 KiB costs 4 KiB of memory.
+/// touched (or, for the top page of a stack carved in a batch, just before), so a thread
+/// that uses 4 KiB costs 4 KiB of memory.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 /// Configures and builds a [`Runtime`].

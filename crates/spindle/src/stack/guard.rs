@@ -13,9 +13,9 @@ use rustix::mm::MprotectFlags;
 use super::kernel_probe::{on_scratch_page, KernelProbe};
 use super::{page_size, self_madvise};
 
-/// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (Linux 6.13). Not in the `libc` crate yet, and
-/// rustix's `Advice` enum has no variant for it, so the call goes through `libc::madvise`.
-const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// `MADV_GUARD_INSTALL` (in `self_madvise.rs`): not in the `libc` crate yet, and rustix's
+/// `Advice` enum has no variant for it, so the call goes through `libc::madvise`.
+use super::self_madvise::MADV_GUARD_INSTALL;
 
 /// How the guard page of a slot is made inaccessible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,9 +26,11 @@
 //! `base` (the highest address, one past the stack). corosensei is told `base` and `limit`, as
 //! its `Stack` trait asks: the limit includes the guard.
 //!
-//! Nothing is ever written to or populated in a slot by this module: a page of a stack becomes
-//! memory (is *committed*) when the green thread first touches it, so a 64 KiB stack whose
-//! thread uses 6 KiB costs two pages of memory, not sixteen.
+//! Nothing is ever written to a slot by this module, and only one page of a slot is ever
+//! populated ahead of use, the top one of a stack carved in a batch (see "Fresh slots in
+//! batches"): a page of a stack becomes memory (is *committed*) when the green thread first
+//! touches it, so a 64 KiB stack whose thread uses 6 KiB costs two pages of memory, not
+//! sixteen.
 //!
 //! # Why arenas, not one mmap per stack
 //!
@@ -147,17 +149,19 @@
 //! # Fresh slots in batches
 //!
 //! When a pool has no idle stack of a class, it carves fresh slots: one the first time, then
-//! twice as many each time it runs out again, up to 1,024 (so a pool that stops growing has
-//! carved at most twice what it used, and at most 1,023 slots too many). Where the guards
-//! are markers and the kernel takes `process_madvise(PIDFD_SELF, ..)` (Linux 6.14), a batch
+//! twice as many as the class's last batch each time it runs out again, up to 1,024 (so a
+//! class that stops growing holds fewer spare slots than twice the stacks it has used, and
+//! at most 1,023). Where the guards
+//! are markers and the kernel takes `process_madvise(PIDFD_SELF, ..)` (Linux 6.15), a batch
 //! costs two system calls: one installs every guard, one populates every stack's top page
 //! (`MADV_POPULATE_WRITE`), the page each coroutine writes its first frame to. Populating a
 //! page from a system call skips the page-fault trap, which a virtual machine makes dear:
 //! for a million slots on the development VM, a guard `madvise` each plus the first-touch
 //! fault took 3.0 s, two batched calls per 1,024 slots 1.25 s, and spawning a million
 //! parked green threads went from 2.2 s to 1.9 s (`spindle-lab bench memory`). The batch's
-//! other stacks wait in the class's *spare* list, one committed page each, and are handed
-//! out after the warm and cold ones. Elsewhere slots are carved one by one, as before.
+//! other stacks wait in the class's *spare* list, one committed page each (so a worker holds
+//! at most 4 MiB of such pages per stack size), and are handed out after the warm ones and
+//! before the cold ones, whose pages are gone. Elsewhere slots are carved one by one.
 //!
 //! # Alternatives considered
 //!
@@ -167,7 +171,7 @@
 //!   page-table work inside the kernel dominates, not the loop around it), and it builds page
 //!   tables for slots that may never be used. The same batch in *one* call,
 //!   `process_madvise(PIDFD_SELF, iovec[1024], MADV_GUARD_INSTALL)`, costs about 460 ns per
-//!   guard instead of 630 ns, which alone was not worth a code path that needs Linux 6.14.
+//!   guard instead of 630 ns, which alone was not worth a code path that needs Linux 6.15.
 //!   What made batches worth it was the other half: the first-touch page fault of each new
 //!   stack, three times the guard's cost, which `MADV_POPULATE_WRITE` in the same kind of
 //!   batch replaces (below).

@@ -1,10 +1,11 @@
 //! [`StackPool`]: a scheduler worker's cache of idle stacks, over its own arena.
 //!
-//! The pool keeps, per size class, the idle stacks in two lists, *warm* (pages still
-//! committed, `keep_bytes` of them, plus up to a quarter more between trims) and *cold*
-//! (pages given back to the OS with `MADV_DONTNEED`, address range still reserved and
-//! guarded). The policy and its reasons are in the module essay (`stack/mod.rs`, "The pool,
-//! and when memory goes back to the OS").
+//! The pool keeps, per size class, the idle stacks in three lists: *warm* (pages still
+//! committed, `keep_bytes` of them, plus up to a quarter more between trims), *spare* (fresh
+//! from a batch, only the top page committed) and *cold* (pages given back to the OS with
+//! `MADV_DONTNEED`, address range still reserved and guarded). The policy and its reasons
+//! are in the module essay (`stack/mod.rs`, "The pool, and when memory goes back to the OS"
+//! and "Fresh slots in batches").
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -38,6 +39,10 @@ struct SizeClass {
     /// their top page populated (module essay). Not counted in `warm_idle_bytes`: a batch
     /// holds at most 1,023 of them, one page each.
     spare: Vec<GreenStack>,
+    /// Slots the class's next fresh carving asks for: 1, then twice the last batch actually
+    /// carved, up to 1,024. So a class that keeps growing carves in batches, and one that
+    /// stops holds fewer spares than twice the stacks it has used, and at most 1,023.
+    next_batch: usize,
 }
 
 /// Per-worker cache of stacks, over an arena of its own.
@@ -59,12 +64,11 @@ pub(crate) struct StackPool {
     warm_idle_bytes: usize,
     /// Stacks given back over the pool's life: the age stamp of a warm stack.
     returns: u64,
-    /// Slots the next fresh carving asks for: 1, then doubling up to 1,024, so a pool
-    /// that keeps growing carves in batches and one that stops wastes at most as many
-    /// slots as it has used, and at most 1,023.
-    next_batch: usize,
     /// See [`StackPoolStats::discard_calls`].
     discard_calls: usize,
+    /// Whether fresh slots may be carved in batches where they pay (tests of other policies
+    /// turn it off, to know which stack comes next).
+    batches: bool,
     /// Stacks taken and not yet given back.
     out: usize,
     _not_sync: PhantomData<Cell<()>>,
@@ -117,8 +121,8 @@ impl StackPool {
             slack_bytes: keep_bytes / 4,
             warm_idle_bytes: 0,
             returns: 0,
-            next_batch: 1,
             discard_calls: 0,
+            batches: true,
             out: 0,
             _not_sync: PhantomData,
         }
@@ -126,10 +130,11 @@ impl StackPool {
 
     /// A stack with at least `size` usable bytes (rounded up to the page size).
     ///
-    /// The hot spawn path: an idle stack of that size class, warm first, then cold, is handed
-    /// out with a `Vec::pop` and no system call. Only when the class has none is a new slot
-    /// carved from the arena (one `madvise` or `mprotect` for its guard, and now and then an
-    /// `mmap` for a new chunk). Errors: [`check_stack_size`]'s for a bad size, and an
+    /// The hot spawn path: an idle stack of that size class, warm first, then spare, then
+    /// cold, is handed out with a pop and no system call. Only when the class has none are
+    /// new slots carved from the arena: in a batch (two `process_madvise` calls) or alone
+    /// (one `madvise` or `mprotect` for its guard), and now and then an `mmap` for a new
+    /// chunk. Errors: [`check_stack_size`]'s for a bad size, and an
     /// [`io::ErrorKind::OutOfMemory`] error naming the cause when the reservation fails.
     #[inline]
     pub(crate) fn take(&mut self, size: usize) -> io::Result<GreenStack> {
@@ -140,7 +145,8 @@ impl StackPool {
                 self.out += 1;
                 return Ok(stack);
             }
-            if let Some(stack) = class.cold.pop().or_else(|| class.spare.pop()) {
+            // A spare before a cold one: its top page is there already.
+            if let Some(stack) = class.spare.pop().or_else(|| class.cold.pop()) {
                 self.out += 1;
                 return Ok(stack);
             }
@@ -153,15 +159,17 @@ impl StackPool {
     #[inline(never)]
     fn take_fresh(&mut self, usable: usize) -> io::Result<GreenStack> {
         // Create the class now, so that giving the stack back finds it on the fast path.
-        let class = self.class_index(usable);
-        let mut batch = self.arena.carve_batch(usable, self.next_batch)?;
+        let index = self.class_index(usable);
+        let class = &mut self.classes[index];
+        let want = if self.batches { class.next_batch } else { 1 };
+        let mut batch = self.arena.carve_batch(usable, want)?;
         if self.arena.batches_pay() {
-            self.next_batch = (self.next_batch * 2).min(MAX_BATCH);
+            class.next_batch = (batch.len() * 2).min(MAX_BATCH);
         }
         // Handed out in address order: the lowest now, the spares popped from the end.
         batch.reverse();
         let stack = batch.pop().expect("a batch holds at least one stack");
-        self.classes[class].spare.extend(batch);
+        class.spare.extend(batch);
         self.out += 1;
         Ok(stack)
     }
@@ -267,6 +275,7 @@ impl StackPool {
                     warm: VecDeque::new(),
                     cold: Vec::new(),
                     spare: Vec::new(),
+                    next_batch: 1,
                 });
                 self.classes.len() - 1
             }
@@ -370,6 +379,7 @@ mod tests {
     fn returning_over_keep_bytes_gives_the_oldest_pages_back() {
         // keep_bytes 16 KiB, so the slack is 4 KiB: a second idle stack of 16 KiB is over.
         let mut pool = StackPool::new(16 * KIB);
+        pool.batches = false;
         let first = pool.take(16 * KIB).unwrap();
         let second = pool.take(16 * KIB).unwrap();
         use_all_of(&first);
@@ -417,6 +427,7 @@ mod tests {
         // keep_bytes 64 KiB, slack 16 KiB: the sixth idle stack of 16 KiB goes over, and a
         // trim makes the two oldest cold.
         let mut pool = StackPool::with_guard_strategy(64 * KIB, guard);
+        pool.batches = false;
         let stacks: Vec<_> = (0..6).map(|_| pool.take(16 * KIB).unwrap()).collect();
         for stack in &stacks {
             use_all_of(stack);
@@ -488,6 +499,11 @@ mod tests {
             };
             assert_eq!(top, expected, "resident bytes of an unused stack");
         }
+        // Batches grow per size class: another class starts again at one slot.
+        let carved = pool.stats().slots_carved;
+        let other = pool.take(64 * KIB).unwrap();
+        assert_eq!(pool.stats().slots_carved, carved + 1);
+        pool.give_back(other);
         for stack in stacks {
             pool.give_back(stack);
         }
@@ -508,6 +524,7 @@ mod tests {
     fn a_trim_takes_the_oldest_stacks_across_size_classes() {
         // keep_bytes 64 KiB, slack 16 KiB.
         let mut pool = StackPool::new(64 * KIB);
+        pool.batches = false;
         let a = pool.take(16 * KIB).unwrap();
         let b = pool.take(32 * KIB).unwrap();
         let c = pool.take(32 * KIB).unwrap();

@@ -9,18 +9,22 @@
 //! that a virtual machine makes dear, and populating a page from a system call skips it.
 //!
 //! The process is named by `PIDFD_SELF` (the calling thread, whose memory is this
-//! process's), which Linux 6.14 added; the advice to one's own process is allowed since
+//! process's), which Linux 6.15 added; any advice to one's own process is allowed since
 //! Linux 6.13. A pid file descriptor opened for our pid would also work, but after `fork()` the
 //! child would inherit it and advise its *parent*: `PIDFD_SELF` cannot go stale. Support is
-//! probed once (a populate of a scratch page); without it the arena carves slots one by one
+//! probed once (a guard marker on a scratch page: it needs no memory, so a moment of memory
+//! pressure cannot turn batches off for good); without it the arena carves slots one by one
 //! as before.
 
 use std::io;
 
 use super::kernel_probe::{on_scratch_page, KernelProbe};
 
-/// `PIDFD_SELF` from `<linux/pidfd.h>` (Linux 6.14): the calling thread.
+/// `PIDFD_SELF` from `<linux/pidfd.h>` (Linux 6.15): the calling thread.
 const PIDFD_SELF: libc::c_int = -10000;
+
+/// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (Linux 6.13).
+pub(super) const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// `MADV_POPULATE_WRITE` from `<linux/mman.h>` (Linux 5.14).
 pub(super) const MADV_POPULATE_WRITE: libc::c_int = 23;
@@ -30,14 +34,14 @@ pub(super) const MAX_RANGES: usize = 1024;
 
 static SUPPORTED: KernelProbe = KernelProbe::new(|| {
     on_scratch_page(|page, len| {
-        // SAFETY: the scratch page is ours; populating it changes no contents.
-        let advised = unsafe { advise(&[(page, len)], MADV_POPULATE_WRITE) };
+        // SAFETY: the scratch page is ours and holds nothing anybody will read.
+        let advised = unsafe { advise(&[(page, len)], MADV_GUARD_INSTALL) };
         matches!(advised, Ok(1))
     })
 });
 
-/// Whether `process_madvise(PIDFD_SELF, ..)` works on this kernel (probed once, by
-/// populating a scratch page).
+/// Whether `process_madvise(PIDFD_SELF, ..)` works on this kernel, guard markers included
+/// (probed once, on a scratch page).
 pub(super) fn supported() -> bool {
     SUPPORTED.get()
 }
