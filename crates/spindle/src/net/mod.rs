@@ -155,42 +155,37 @@ pub(crate) fn retry_from<T>(
     timeout: impl FnOnce() -> io::Result<Option<Duration>>,
     mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
+    // One try of the call: `None` if it would block; a call that completed spends a unit
+    // of the I/O budget.
+    let mut attempt = || match op() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        done => {
+            io_budget::spend();
+            Some(done)
+        }
+    };
+    let mut tried = !wait_first;
+    if tried {
+        if let Some(done) = attempt() {
+            return done;
+        }
+    }
     let mut timeout = Some(timeout);
     let mut deadline = None;
-    let mut call_now = !wait_first;
     loop {
-        let tried = call_now;
-        if call_now {
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => {
-                    io_budget::spend();
-                    return done;
-                }
-            }
-        }
-        call_now = true;
         if let Some(timeout) = timeout.take() {
             // A timeout too large to represent is no timeout.
             deadline = timeout()?.and_then(|t| Instant::now().checked_add(t));
         }
         match wait_until(fd, interest, reason, deadline) {
-            Ok(true) => {}
-            Ok(false) => {
-                return match op() {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out()),
-                    done => {
-                        io_budget::spend();
-                        done
-                    }
+            Ok(true) => {
+                if let Some(done) = attempt() {
+                    return done;
                 }
+                tried = true;
             }
-            Err(wait_failed) if !tried => {
-                return match op() {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(wait_failed),
-                    done => done,
-                }
-            }
+            Ok(false) => return attempt().unwrap_or_else(|| Err(timed_out())),
+            Err(wait_failed) if !tried => return attempt().unwrap_or(Err(wait_failed)),
             Err(wait_failed) => return Err(wait_failed),
         }
     }

@@ -164,15 +164,10 @@ impl StreamState {
         op: impl FnMut() -> io::Result<usize>,
     ) -> io::Result<usize> {
         let wait_first = len > 0 && self.read_drained.load(Relaxed);
-        let n = retry_from(
-            fd,
-            Interest::Read,
-            reason,
-            wait_first,
-            || self.timeout(fd, Timeout::Recv),
-            op,
-        )?;
+        let n = self.retry(fd, Interest::Read, reason, wait_first, op)?;
         let drained = n < len;
+        // For `len > 0`, `wait_first` is the hint as it was: store only a change (a store
+        // dirties the line other handles' threads may read). An empty read leaves it alone.
         if drained != wait_first {
             self.read_drained.store(drained, Relaxed);
         }
@@ -188,10 +183,29 @@ impl StreamState {
         reason: WaitReason,
         op: impl FnMut() -> io::Result<T>,
     ) -> io::Result<T> {
+        self.retry(fd, interest, reason, false, op)
+    }
+
+    /// [`retry_from`] with the cached timeout of `interest`'s direction.
+    fn retry<T>(
+        &self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        reason: WaitReason,
+        wait_first: bool,
+        op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
         let which = match interest {
             Interest::Read => Timeout::Recv,
             Interest::Write => Timeout::Send,
         };
-        retry_from(fd, interest, reason, false, || self.timeout(fd, which), op)
+        retry_from(
+            fd,
+            interest,
+            reason,
+            wait_first,
+            || self.timeout(fd, which),
+            op,
+        )
     }
 }

@@ -163,9 +163,8 @@ impl StackPool {
         let class = &mut self.classes[index];
         let want = if self.batches { class.next_batch } else { 1 };
         let mut batch = self.arena.carve_batch(usable, want)?;
-        if self.arena.batches_pay() {
-            class.next_batch = (batch.len() * 2).min(MAX_BATCH);
-        }
+        // Where batches do not pay, the arena carves one slot whatever is asked.
+        class.next_batch = (batch.len() * 2).min(MAX_BATCH);
         // Handed out in address order: the lowest now, the spares popped from the end.
         batch.reverse();
         let stack = batch.pop().expect("a batch holds at least one stack");
@@ -190,15 +189,9 @@ impl StackPool {
         }
         self.out -= 1;
         self.returns += 1;
-        let stamped = (self.returns, stack);
-        let usable = stamped.1.usable_size();
-        match self.classes.iter_mut().find(|c| c.usable == usable) {
-            Some(class) => class.warm.push_back(stamped),
-            None => {
-                let class = self.class_index(usable);
-                self.classes[class].warm.push_back(stamped);
-            }
-        }
+        let usable = stack.usable_size();
+        let class = self.class_index(usable);
+        self.classes[class].warm.push_back((self.returns, stack));
         self.warm_idle_bytes += usable;
         if self.warm_idle_bytes > self.keep_bytes.saturating_add(self.slack_bytes) {
             self.trim();
@@ -266,6 +259,7 @@ impl StackPool {
     }
 
     /// The index of the class for `usable` bytes, creating it on first use.
+    #[inline]
     fn class_index(&mut self, usable: usize) -> usize {
         match self.classes.iter().position(|c| c.usable == usable) {
             Some(index) => index,
