@@ -6,10 +6,10 @@
 //! `--cfg loom` nothing else in the crate can run (loom atomics only work inside a model).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicUsize};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize};
 #[cfg(loom)]
 pub(crate) use loom::sync::Mutex;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicUsize};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Mutex;

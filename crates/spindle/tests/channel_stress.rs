@@ -65,3 +65,55 @@ fn a_thousand_green_threads_on_an_unbounded_channel() {
     let (tx, rx) = unbounded();
     run_on(tx, rx);
 }
+
+/// A channel made on a many-to-one green thread is biased to its kernel thread; kernel
+/// threads that join while green threads send and receive on it revoke the bias. Many
+/// rounds, each on a new channel, so that revocations land in the middle of the green
+/// threads' sections: every message arrives exactly once.
+#[test]
+fn kernel_threads_join_a_busy_many_to_one_channel() {
+    const ROUNDS: u64 = if cfg!(debug_assertions) { 20 } else { 1_000 };
+    const PER_SENDER: u64 = 2_000;
+    common::run(Model::ManyToOne, || {
+        for round in 0..ROUNDS {
+            let (tx, rx) = bounded::<u64>(if round % 2 == 0 { 8 } else { 0 });
+            // Two green senders and one green receiver start on the biased channel.
+            let green_senders: Vec<_> = (0..2u64)
+                .map(|s| {
+                    let tx = tx.clone();
+                    spindle::spawn(move || {
+                        (0..PER_SENDER).for_each(|i| tx.send(s * PER_SENDER + i).unwrap())
+                    })
+                })
+                .collect();
+            let green_rx = rx.clone();
+            let green_receiver = spindle::spawn(move || {
+                let mut sum = 0;
+                while let Ok(v) = green_rx.recv() {
+                    sum += v;
+                }
+                sum
+            });
+            // Once messages flow, a kernel sender and a kernel receiver join.
+            let first = rx.recv().unwrap();
+            let kernel_tx = tx.clone();
+            let kernel_sender = std::thread::spawn(move || {
+                (0..PER_SENDER).for_each(|i| kernel_tx.send(2 * PER_SENDER + i).unwrap())
+            });
+            let kernel_rx = rx.clone();
+            let kernel_receiver = std::thread::spawn(move || {
+                let mut sum = 0;
+                while let Ok(v) = kernel_rx.recv() {
+                    sum += v;
+                }
+                sum
+            });
+            drop((tx, rx));
+            green_senders.into_iter().for_each(|h| h.join().unwrap());
+            kernel_sender.join().unwrap();
+            let sum = first + green_receiver.join().unwrap() + kernel_receiver.join().unwrap();
+            let n = 3 * PER_SENDER;
+            assert_eq!(sum, n * (n - 1) / 2, "round {round}");
+        }
+    });
+}

@@ -35,8 +35,11 @@
 //!
 //! ## State
 //!
-//! Behind one spin lock ([`crate::sync`]'s `SpinLock`: a CAS to lock, a plain release store
-//! to unlock; its sections never block):
+//! Behind one spin lock (`sync/biased_lock.rs`: a CAS to lock, a plain release store to
+//! unlock; its sections never block). A channel made on a green thread of a many-to-one
+//! runtime is biased to that kernel thread, which then locks and unlocks with plain stores
+//! and no read-modify-write, until another kernel thread first takes the lock and revokes
+//! the bias with a `membarrier` system call, once:
 //!
 //! - `buffer`: a `VecDeque` of at most `cap` messages (`cap` = `usize::MAX` when
 //!   unbounded, 0 for rendezvous). It keeps its allocation, so a warmed-up channel does

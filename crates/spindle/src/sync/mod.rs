@@ -17,6 +17,9 @@
 //! (The files named below are crate-private; each opens with the essay on its protocol.)
 //!
 //! - `spin_lock`: the small lock that guards every wait queue. Its sections never block.
+//! - `biased_lock`: a spin lock whose owner kernel thread needs no read-modify-write
+//!   (revoked with `membarrier` when another thread comes); the channels' lock, biased in
+//!   many-to-one.
 //! - `wait_list`: an intrusive FIFO; a blocked thread's entry lives on its own stack, so
 //!   blocking allocates nothing.
 //! - `waiter`: the hand-shake between a blocked thread and its waker, which makes sure a
@@ -40,6 +43,7 @@
 //! its own [`crate::WaitReason`].
 
 pub(crate) mod barrier;
+pub(crate) mod biased_lock;
 pub(crate) mod condvar;
 pub(crate) mod mutex;
 pub(crate) mod once;
