@@ -73,7 +73,7 @@ fn a_thousand_green_threads_on_an_unbounded_channel() {
 #[test]
 fn kernel_threads_join_a_busy_many_to_one_channel() {
     const ROUNDS: u64 = if cfg!(debug_assertions) { 20 } else { 1_000 };
-    const PER_SENDER: u64 = 2_000;
+    const PER_SENDER: u64 = 500;
     common::run(Model::ManyToOne, || {
         for round in 0..ROUNDS {
             let (tx, rx) = bounded::<u64>(if round % 2 == 0 { 8 } else { 0 });

@@ -134,27 +134,20 @@ impl<T> Chan<T> {
     #[inline]
     pub(crate) fn send(&self, message: T, wait: Wait) -> Result<(), SendFailure<T>> {
         let mut state = self.lock();
-        // (Cheapest test first: the state is in cache; `yield_first` reads a thread-local.)
-        if self.cap > 0 && self.must_wait_to_send(&state) && yield_first(wait) {
-            // Full: give the consumer a turn before parking (see `yield_first`).
-            drop(state);
-            crate::thread::yield_now();
-            state = self.lock();
-        }
-        // Step 1.
-        if state.receivers_gone {
-            return Err(SendFailure::Disconnected(message));
-        }
-        // Step 3 when nobody waits to receive (then step 2 has nothing to do): the
-        // uncontended path, inlined.
-        if state.waiting_receivers.is_empty() && state.buffer.len() < self.cap {
+        // Step 3 when the receivers are there, none waits (then step 2 has nothing to do)
+        // and there is room: the uncontended path, inlined.
+        if !state.receivers_gone
+            && state.waiting_receivers.is_empty()
+            && state.buffer.len() < self.cap
+        {
             state.buffer.push_back(message);
             return Ok(());
         }
         self.send_contended(state, message, wait)
     }
 
-    /// Steps 2 to 4 of `send`, when a receiver waits or the buffer is full.
+    /// Steps 1 to 4 of `send`, when the receivers are gone, a receiver waits or the buffer
+    /// is full.
     #[inline(never)]
     fn send_contended(
         &self,
@@ -162,10 +155,21 @@ impl<T> Chan<T> {
         message: T,
         wait: Wait,
     ) -> Result<(), SendFailure<T>> {
-        // Declared before the guard, so that on every return path the lock is released
-        // before the wake-ups are finished.
+        let mut state = state;
+        if self.cap > 0 && self.must_wait_to_send(&state) && yield_first(wait) {
+            // Full: give the consumer a turn before parking (see `yield_first`).
+            drop(state);
+            crate::thread::yield_now();
+            state = self.lock();
+        }
+        // Declared before the guard's binding below, so that on every return path the lock
+        // is released before the wake-ups are finished.
         let mut wakeups = Wakeups::new(SERVED);
         let mut state = state;
+        // Step 1.
+        if state.receivers_gone {
+            return Err(SendFailure::Disconnected(message));
+        }
         // Step 2: hand the message to the first waiting receiver.
         if let Some(receiver) = pop_servable(&mut state.waiting_receivers, &mut wakeups) {
             // SAFETY: we claimed `receiver` under the lock (`pop_servable`), so we own its
@@ -218,24 +222,31 @@ impl<T> Chan<T> {
             yielded = true;
         }
         let mut state = self.lock();
-        if !yielded && Self::must_wait_to_recv(&state) && yield_first(wait) {
-            drop(state);
-            crate::thread::yield_now();
-            state = self.lock();
-        }
         // Step 1 when no sender waits: the uncontended path, inlined.
         if state.waiting_senders.is_empty() {
             if let Some(message) = state.buffer.pop_front() {
                 return Ok(message);
             }
         }
-        self.recv_contended(state, wait)
+        self.recv_contended(state, wait, yielded)
     }
 
-    /// Steps 1 to 4 of `recv`, when a sender waits or the buffer is empty.
+    /// Steps 1 to 4 of `recv`, when a sender waits or the buffer is empty; `yielded`: the
+    /// caller already gave way once.
     #[inline(never)]
-    fn recv_contended(&self, state: ChanGuard<'_, T>, wait: Wait) -> Result<T, RecvFailure> {
-        // Declared before the guard: see `send_contended`.
+    fn recv_contended(
+        &self,
+        state: ChanGuard<'_, T>,
+        wait: Wait,
+        yielded: bool,
+    ) -> Result<T, RecvFailure> {
+        let mut state = state;
+        if !yielded && Self::must_wait_to_recv(&state) && yield_first(wait) {
+            drop(state);
+            crate::thread::yield_now();
+            state = self.lock();
+        }
+        // Declared before the guard's binding below: see `send_contended`.
         let mut wakeups = Wakeups::new(SERVED);
         let mut state = state;
         // Step 1.
