@@ -55,7 +55,13 @@
 //! microseconds). Without `membarrier` (old kernels, seccomp filters) nothing is biased.
 //!
 //! A section must not lock the same lock again (the [`SpinLock`] would spin forever); on
-//! the fast path that mistake would enter twice, so it is caught and panics.
+//! the fast path that mistake would enter twice, so it is caught and panics. (A panic hook
+//! that sends on the channel whose section panicked would be such a mistake.)
+//!
+//! The runtime's opt-in migration (`Builder::migrate_started_threads`) lets a green thread
+//! continue on another kernel thread after a system call, and code inlined into a loop may
+//! keep the address of the first kernel thread's id across that (a shared library's
+//! `__tls_get_addr` hoisted out of the loop): no lock is biased in such a runtime.
 //!
 //! The model in `loom_models` checks the handshake with the barrier and the compiler fence
 //! both modelled as `SeqCst` fences, which is what the pairing above provides.
@@ -111,10 +117,12 @@ unsafe impl<T: Send> Send for BiasedSpinLock<T> {}
 
 impl<T> BiasedSpinLock<T> {
     /// A lock biased to the calling kernel thread if it runs a green thread of a
-    /// single-worker runtime and the kernel has `membarrier`, unbiased otherwise.
+    /// single-worker runtime without migration and the kernel has `membarrier`, unbiased
+    /// otherwise.
     pub(crate) fn new(data: T) -> BiasedSpinLock<T> {
+        // Not with migration on (module docs).
         let single_worker = crate::sched::context::current_worker()
-            .is_some_and(|worker| worker.pool().workers.len() == 1);
+            .is_some_and(|worker| worker.pool().workers.len() == 1 && !worker.migrates);
         let owner = if single_worker && heavy_barrier::available() {
             current_id()
         } else {

@@ -19,7 +19,9 @@
 //! the joiner's `Thread` and unparks it; if it saw `DETACHED`, nobody will ever read the
 //! result, so it drops it at once. The joiner writes `joiner` before its
 //! `RUNNING -> WAITING` CAS (release), so the thread's acquiring swap sees it; it then parks
-//! until it reads `DONE` (acquire), after which the result is visible. A handle dropped
+//! until it reads `DONE` (acquire), after which the result is visible. A green joiner that
+//! may switch first yields once and looks again: the thread often finishes in that turn,
+//! and then the join is a load. A handle dropped
 //! unjoined CASes `RUNNING -> DETACHED`, or, finding `DONE`, drops the result itself. So the
 //! result is dropped by exactly one party, and never after the handle and the thread are
 //! both done with it: a scoped thread's result, which may borrow from the scope, is gone
@@ -234,6 +236,13 @@ impl ResultSlot {
     ///
     /// `T` is the spawn's, and the handle's drop (`detach`) does not run afterwards.
     pub(crate) unsafe fn wait<T>(&self) -> std::thread::Result<T> {
+        if self.state.load(Acquire) != DONE && may_yield() {
+            // Give way once before registering: a thread just spawned on this worker often
+            // runs to its end in that turn, and the join then costs no handle clone, no
+            // CAS, no park and no unpark (the atomics were most of a many-to-one spawn +
+            // join). A thread that takes longer costs the joiner one yield more.
+            crate::thread::yield_now();
+        }
         if self.state.load(Acquire) != DONE {
             // SAFETY: before the CAS below only the joiner touches `joiner`.
             unsafe { *self.joiner.get() = Some(context::current_thread()) };
@@ -275,6 +284,11 @@ impl ResultSlot {
             drop(unsafe { self.take::<T>() });
         }
     }
+}
+
+/// Whether the caller is a green thread that may switch (so may yield before it waits).
+fn may_yield() -> bool {
+    context::current_green().is_some() && context::switch_ban() == SwitchBan::None
 }
 
 impl Drop for ResultSlot {
