@@ -124,6 +124,7 @@ unsafe impl Sync for GreenTask {}
 unsafe impl Send for GreenTask {}
 
 impl GreenTask {
+    #[inline(always)]
     pub(crate) fn new(
         owner: Arc<WorkerShared>,
         body: Body,

@@ -107,6 +107,10 @@ pub(crate) struct ThreadInner {
 
 impl ThreadInner {
     /// A record with a fresh id and nothing in its local storage or result slot.
+    // Inlined (and `GreenTask::new` too): the compiler then makes one copy fewer of the
+    // record (about 370 bytes) on its way into its `Arc` (4-6 ns of a many-to-one spawn +
+    // join).
+    #[inline(always)]
     pub(crate) fn new(name: Option<Box<str>>, kind: ThreadKind) -> ThreadInner {
         let spawned = match kind {
             ThreadKind::Green(_) => crate::debug::clock::coarse_stamp(),
