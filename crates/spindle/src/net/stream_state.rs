@@ -32,6 +32,18 @@
 //!   raw descriptor) is not seen by a handle that has cached it: set a stream's timeouts
 //!   through it or its `try_clone` clones.
 //!
+//! - **A registration for good.** The first time a handle must wait on a green thread of
+//!   a worker whose reactor is epoll, it registers its socket with that reactor once,
+//!   edge-triggered (`io/reactor/registration.rs`), instead of registering and
+//!   deregistering it around every wait: two `epoll_ctl` calls per request fewer. From
+//!   then on, waits of that handle on that worker read the registration's readiness: a
+//!   call is tried when its direction is marked ready, and a call that fails with `EAGAIN`
+//!   or a read that comes back short clears the mark (which takes the short-read hint's
+//!   place); the next call waits for the reactor to mark it again. The handle deregisters
+//!   when dropped, before its socket closes (the stream types declare their state before
+//!   their socket for that). Waits on other workers, on kernel threads, and on the
+//!   io_uring backend wait as before.
+//!
 //! The cache of one direction is one `AtomicU64`: a timeout in nanoseconds (below
 //! `UNKNOWN_BIT`), [`NONE`], or "unknown" (`UNKNOWN_BIT` set) with a generation in the
 //! other bits. A setter stores a fresh generation after its `setsockopt`; a reader that
@@ -43,17 +55,23 @@
 //! read.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use rustix::net::sockopt::{self, Timeout};
 
-use super::retry_from;
+use super::{io_budget, retry_from, timed_out};
+use crate::fork::Provenance;
+use crate::io::reactor::epoll::EpollReactor;
+use crate::io::reactor::registration::Registration;
+use crate::io::reactor::{wait_until, Reactor};
 use crate::io::Interest;
 use crate::park::WaitReason;
+use crate::sched::context;
+use crate::sched::worker::WorkerShared;
 
 /// Set in a cached timeout not read from the socket yet; the other bits are a generation.
 const UNKNOWN_BIT: u64 = 1 << 63;
@@ -66,6 +84,43 @@ pub(crate) struct StreamState {
     timeouts: Arc<CachedTimeouts>,
     /// The last read on this handle returned less than it was given.
     read_drained: AtomicBool,
+    /// The handle's registration with a worker's reactor, once it has one.
+    registered: OnceLock<Registered>,
+}
+
+/// A handle's socket registered with an epoll worker's reactor (module docs).
+struct Registered {
+    worker: Arc<WorkerShared>,
+    registration: Arc<Registration>,
+    fd: RawFd,
+    /// The process that registered: a fork child shares the epoll and must not touch it.
+    provenance: Provenance,
+}
+
+impl Registered {
+    fn epoll(&self) -> &EpollReactor {
+        match &self.worker.reactor {
+            Reactor::Epoll(r) => r,
+            Reactor::Uring(_) => unreachable!("registrations are made with epoll reactors"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered").field("fd", &self.fd).finish()
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if self.provenance.is_inherited() {
+            return;
+        }
+        // SAFETY: the stream types drop their state before their socket, so `fd` is open.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        self.epoll().deregister(fd, &self.registration);
+    }
 }
 
 /// The socket's timeouts as last read from it, shared by a handle and its clones.
@@ -87,6 +142,7 @@ impl StreamState {
                 generation: AtomicU64::new(1),
             }),
             read_drained: AtomicBool::new(false),
+            registered: OnceLock::new(),
         }
     }
 
@@ -95,6 +151,7 @@ impl StreamState {
         StreamState {
             timeouts: self.timeouts.clone(),
             read_drained: AtomicBool::new(false),
+            registered: OnceLock::new(),
         }
     }
 
@@ -164,7 +221,7 @@ impl StreamState {
         op: impl FnMut() -> io::Result<usize>,
     ) -> io::Result<usize> {
         let wait_first = len > 0 && self.read_drained.load(Relaxed);
-        let n = self.retry(fd, Interest::Read, reason, wait_first, op)?;
+        let n = self.retry(fd, Interest::Read, reason, wait_first, |&n| n < len, op)?;
         let drained = n < len;
         // For `len > 0`, `wait_first` is the hint as it was: store only a change (a store
         // dirties the line other handles' threads may read). An empty read leaves it alone.
@@ -183,29 +240,142 @@ impl StreamState {
         reason: WaitReason,
         op: impl FnMut() -> io::Result<T>,
     ) -> io::Result<T> {
-        self.retry(fd, interest, reason, false, op)
+        self.retry(fd, interest, reason, false, |_| false, op)
     }
 
-    /// [`retry_from`] with the cached timeout of `interest`'s direction.
+    /// [`retry_from`] with the cached timeout of `interest`'s direction, or on this handle's
+    /// registration when it has one with the calling thread's worker, or makes one. A
+    /// result for which `short` holds emptied the socket (a short read).
     fn retry<T>(
         &self,
         fd: BorrowedFd<'_>,
         interest: Interest,
         reason: WaitReason,
         wait_first: bool,
-        op: impl FnMut() -> io::Result<T>,
+        short: impl Fn(&T) -> bool,
+        mut op: impl FnMut() -> io::Result<T>,
     ) -> io::Result<T> {
         let which = match interest {
             Interest::Read => Timeout::Recv,
             Interest::Write => Timeout::Send,
         };
-        retry_from(
-            fd,
-            interest,
-            reason,
-            wait_first,
-            || self.timeout(fd, which),
-            op,
-        )
+        let timeout = || self.timeout(fd, which);
+        let Some(worker) = epoll_worker() else {
+            return retry_from(fd, interest, reason, wait_first, timeout, op);
+        };
+        let registered = match self.registered.get() {
+            Some(r) if Arc::ptr_eq(&r.worker, &worker) => r,
+            Some(_) => return retry_from(fd, interest, reason, wait_first, timeout, op),
+            None => {
+                // Register at the first wait: a call that need not wait costs nothing more.
+                if !wait_first {
+                    match op() {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        done => {
+                            io_budget::spend();
+                            return done;
+                        }
+                    }
+                }
+                match self.register(fd, worker) {
+                    Some(r) => r,
+                    None => return retry_from(fd, interest, reason, true, timeout, op),
+                }
+            }
+        };
+        retry_registered(registered, fd, interest, reason, timeout, short, op)
+    }
+
+    /// Registers `fd` with `worker`'s reactor for this handle; `None` if that fails (the
+    /// caller waits as before) or another thread registered it meanwhile elsewhere.
+    fn register(&self, fd: BorrowedFd<'_>, worker: Arc<WorkerShared>) -> Option<&Registered> {
+        let Reactor::Epoll(epoll) = &worker.reactor else {
+            return None;
+        };
+        let registration = epoll.register(fd).ok()?;
+        let mine = Registered {
+            worker,
+            registration,
+            fd: fd.as_raw_fd(),
+            provenance: Provenance::here(),
+        };
+        // Two threads of one handle registering at once: the loser's is dropped, which
+        // deregisters it.
+        let _ = self.registered.set(mine);
+        let registered = self.registered.get()?;
+        let here = context::current_worker()?;
+        here.drives(&registered.worker).then_some(registered)
+    }
+}
+
+/// The worker of the calling green thread, if its reactor is epoll.
+fn epoll_worker() -> Option<Arc<WorkerShared>> {
+    context::current_green()?;
+    let worker = context::current_worker()?;
+    let shared = worker.shared();
+    matches!(shared.reactor, Reactor::Epoll(_)).then(|| shared.clone())
+}
+
+/// [`retry_from`] on a persistent registration: calls are tried when the registration says
+/// their direction is ready, and a failed call or a `short` result clears that readiness
+/// (`io/reactor/registration.rs`).
+fn retry_registered<T>(
+    registered: &Registered,
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    reason: WaitReason,
+    timeout: impl FnOnce() -> io::Result<Option<Duration>>,
+    short: impl Fn(&T) -> bool,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let registration = &registered.registration;
+    let mut timeout = Some(timeout);
+    let mut deadline: Option<Instant> = None;
+    // Set after a one-shot wait said ready: try the call whatever the registration says.
+    let mut force = false;
+    loop {
+        let seen = registration.snapshot();
+        if force || seen.is_ready(interest) {
+            force = false;
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    registration.clear(seen, interest);
+                    continue;
+                }
+                done => {
+                    if done.as_ref().is_ok_and(&short) {
+                        registration.clear(seen, interest);
+                    }
+                    io_budget::spend();
+                    return done;
+                }
+            }
+        }
+        if let Some(timeout) = timeout.take() {
+            // A timeout too large to represent is no timeout.
+            deadline = timeout()?.and_then(|t| Instant::now().checked_add(t));
+        }
+        let waited = {
+            let _counted = registered.epoll().waits();
+            registration.wait(interest, reason, fd, deadline)
+        };
+        let ready = match waited {
+            Some(ready) => ready,
+            // Another thread waits on this handle for the same direction.
+            None => {
+                force = true;
+                wait_until(fd, interest, reason, deadline)?
+            }
+        };
+        if !ready {
+            // As `retry_from`: one last try before reporting the timeout.
+            return match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out()),
+                done => {
+                    io_budget::spend();
+                    done
+                }
+            };
+        }
     }
 }

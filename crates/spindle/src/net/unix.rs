@@ -113,8 +113,10 @@ impl std::iter::FusedIterator for Incoming<'_> {}
 /// another writes (or use [`try_clone`](UnixStream::try_clone)). Always non-blocking
 /// underneath; timeouts and conversions are described in the [module docs](crate::net).
 pub struct UnixStream {
-    inner: std::os::unix::net::UnixStream,
+    // Before the socket: fields drop in order, and the state's registration must be
+    // deregistered while the descriptor is still open (`stream_state.rs`).
     state: StreamState,
+    inner: std::os::unix::net::UnixStream,
 }
 
 impl UnixStream {

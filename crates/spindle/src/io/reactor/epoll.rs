@@ -22,17 +22,26 @@
 //! One descriptor can be registered once per epoll instance; a second thread waiting on
 //! the same descriptor at the same time (one reads, one writes) registers a `dup` of it,
 //! which is a separate registration for the same open file.
+//!
+//! - **Registering for good.** Streams register their socket once instead, edge-triggered,
+//!   with an `Arc<Registration>` as the data ([`EpollReactor::register`]); its protocol and
+//!   lifetime are in `registration.rs`. The two kinds of event data are told apart by the
+//!   low bit of the key, set for registrations (both are pointers to 8-byte aligned
+//!   records). A one-shot wait on a descriptor registered so gets `EEXIST` and waits on a
+//!   `dup`, as above.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
 
+use super::registration::{Event, Registration};
 use super::{park_until_ready, timespec, Interest};
 use crate::park::WaitReason;
 use crate::sched::context;
@@ -41,6 +50,9 @@ use crate::task::thread::Thread;
 /// The event data of the wake eventfd; every other registration's data is an `IoWait`.
 const WAKE_KEY: u64 = 0;
 
+/// Set in the key of a persistent registration (module docs).
+const REGISTRATION_TAG: u64 = 1;
+
 /// Events handled per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 64;
 
@@ -48,9 +60,12 @@ const EVENTS_PER_WAIT: usize = 64;
 pub(crate) struct EpollReactor {
     epoll: OwnedFd,
     wake: OwnedFd,
-    /// Descriptor waits registered and not yet deregistered: a busy worker skips its poll
-    /// while there are none.
+    /// Descriptor waits registered and not yet deregistered, and threads waiting on a
+    /// persistent registration: a busy worker skips its poll while there are none.
     registered: AtomicUsize,
+    /// The epoll's references to deregistered registrations, dropped at the next poll
+    /// (`registration.rs`, "Lifetime"), as `Arc::into_raw` pointers.
+    released: Mutex<Vec<usize>>,
 }
 
 /// What a green thread waiting for a descriptor leaves for its worker.
@@ -77,6 +92,7 @@ impl EpollReactor {
             epoll,
             wake,
             registered: AtomicUsize::new(0),
+            released: Mutex::new(Vec::new()),
         })
     }
 
@@ -94,6 +110,7 @@ impl EpollReactor {
 
     /// See [`super::Reactor::poll`].
     pub(crate) fn poll(&self, timeout: Option<Duration>) {
+        self.drop_released();
         let timeout = timeout.map(timespec);
         let mut buf = [MaybeUninit::<epoll::Event>::uninit(); EVENTS_PER_WAIT];
         let events = match epoll::wait(&self.epoll, &mut buf[..], timeout.as_ref()) {
@@ -106,6 +123,23 @@ impl EpollReactor {
             if key == WAKE_KEY {
                 let mut buf = [0u8; 8];
                 let _ = rustix::io::read(&self.wake, &mut buf);
+                continue;
+            }
+            if key & REGISTRATION_TAG != 0 {
+                let flags = event.flags;
+                let failed = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+                let read_closed = failed || flags.contains(EventFlags::RDHUP);
+                // SAFETY: the key is a registration's `Arc::into_raw` pointer, tagged; the
+                // epoll's reference it stands for is dropped only at the start of a later
+                // poll (`registration.rs`, "Lifetime").
+                let registration =
+                    unsafe { &*((key & !REGISTRATION_TAG) as usize as *const Registration) };
+                registration.deliver(Event {
+                    readable: flags.contains(EventFlags::IN),
+                    writable: flags.contains(EventFlags::OUT),
+                    read_closed,
+                    write_closed: failed,
+                });
                 continue;
             }
             // SAFETY: the key is the address of an `IoWait` still registered: it lives in
@@ -147,7 +181,7 @@ impl EpollReactor {
             Err(e) => return Err(e.into()),
         };
         self.registered.fetch_add(1, Relaxed);
-        let _registration = Registration {
+        let _registration = OneShot {
             reactor: self,
             fd: target,
         };
@@ -160,13 +194,83 @@ impl EpollReactor {
     }
 }
 
+impl EpollReactor {
+    /// Registers `fd` for good, edge-triggered, for reading and writing
+    /// (`registration.rs`). Fails with `EEXIST` while a one-shot wait on `fd` is registered.
+    pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
+        let registration = Arc::new(Registration::new());
+        let raw = Arc::into_raw(registration.clone());
+        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        let data = EventData::new_u64(raw as usize as u64 | REGISTRATION_TAG);
+        if let Err(e) = epoll::add(&self.epoll, fd, data, flags) {
+            // SAFETY: the reference made for the epoll above, which never got it.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(e.into());
+        }
+        Ok(registration)
+    }
+
+    /// Deregisters `fd`, registered with `registration`; `fd` must still be open. The
+    /// epoll's reference goes at the next poll.
+    pub(crate) fn deregister(&self, fd: BorrowedFd<'_>, registration: &Arc<Registration>) {
+        // Fails only if the descriptor was closed, which is the caller's bug: then the
+        // registration may still fire, so its reference is kept (leaked) rather than freed.
+        if epoll::delete(&self.epoll, fd).is_err() {
+            return;
+        }
+        self.released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::as_ptr(registration) as usize);
+    }
+
+    /// Counts a thread waiting on a persistent registration, for [`Self::has_registrations`].
+    pub(crate) fn waits(&self) -> WaitCount<'_> {
+        self.registered.fetch_add(1, Relaxed);
+        WaitCount(self)
+    }
+
+    /// Drops the epoll's references to registrations deregistered since the last poll.
+    fn drop_released(&self) {
+        let released = {
+            let mut list = self.released.lock().unwrap_or_else(|e| e.into_inner());
+            if list.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *list)
+        };
+        for raw in released {
+            // SAFETY: each is the epoll's reference (`register`), given up by `deregister`
+            // after `EPOLL_CTL_DEL`, once; every event that named it was handled in an
+            // earlier poll.
+            drop(unsafe { Arc::from_raw(raw as *const Registration) });
+        }
+    }
+}
+
+impl Drop for EpollReactor {
+    fn drop(&mut self) {
+        // Every registration holds its worker, so all are deregistered by now.
+        self.drop_released();
+    }
+}
+
+/// A thread waiting on a persistent registration, counted while it lives.
+pub(crate) struct WaitCount<'a>(&'a EpollReactor);
+
+impl Drop for WaitCount<'_> {
+    fn drop(&mut self) {
+        self.0.registered.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Deregisters a descriptor wait when the waiting frame ends, however it ends.
-struct Registration<'a> {
+struct OneShot<'a> {
     reactor: &'a EpollReactor,
     fd: BorrowedFd<'a>,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for OneShot<'_> {
     fn drop(&mut self) {
         // Fails only if the descriptor was closed meanwhile, which removed it anyway.
         let _ = epoll::delete(&self.reactor.epoll, self.fd);

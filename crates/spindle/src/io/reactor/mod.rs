@@ -16,6 +16,9 @@
 //!   the green thread registers its interest with its worker's reactor and parks; the
 //!   worker, when it sleeps and every 64 switches while busy (only while something is
 //!   registered), collects what is ready and unparks the waiting threads.
+//! - **Registering for good** (epoll only, for now): a stream registers its socket once,
+//!   at its first wait, and keeps the readiness the reactor reports in a
+//!   `Registration` (`registration.rs`); its waits then cost no `epoll_ctl`.
 //! - **Never starving I/O**: that busy check is [`Reactor::has_pending`] then a zero-timeout
 //!   [`Reactor::poll`].
 //!
@@ -30,6 +33,7 @@
 //! wait with `poll(2)` (`ppoll` with the time left to the deadline).
 
 pub(crate) mod epoll;
+pub(crate) mod registration;
 pub(crate) mod uring;
 
 use std::io;
