@@ -18,8 +18,9 @@
 //!   guess saves a system call; a wrong one (a stream whose data keeps coming, so that it
 //!   is there again by the next read) costs a park and a trip through the reactor, which a
 //!   busy worker looks at every 64 switches: tokio clears its readiness on a short read
-//!   and pays the same. A read capped by the kernel (2 GiB, or 1024 slices for a vectored
-//!   read) also comes back short with data left: one wrong guess. With `SO_RCVLOWAT` set,
+//!   and pays the same. A read capped by the kernel (at about 2 GiB) or stopped at
+//!   a boundary (TCP's urgent mark, a Unix socket's passed descriptors) also comes back
+//!   short with data left: one wrong guess. With `SO_RCVLOWAT` set,
 //!   a read after a short one waits for that many bytes, as std's blocking read does,
 //!   where the first read of a call returns what is there. The hint is per handle (a
 //!   clone starts without it) and is only a hint, so `Relaxed` is enough for it.
@@ -38,8 +39,10 @@
 //!   deregistering it around every wait: two `epoll_ctl` calls per request fewer. From
 //!   then on, waits of that handle on that worker read the registration's readiness: a
 //!   call is tried when its direction is marked ready, and a call that fails with `EAGAIN`
-//!   or a read that comes back short clears the mark (which takes the short-read hint's
-//!   place); the next call waits for the reactor to mark it again. The handle deregisters
+//!   clears the mark, as does a TCP read that comes back short where that proves the
+//!   queue empty (which takes the short-read hint's place); the next call waits for the
+//!   reactor to mark it again. Where a short read proves nothing (a Unix stream, urgent
+//!   data, a read of a GiB or more) the next read tries its call first. The handle deregisters
 //!   when dropped, before its socket closes (the stream types declare their state before
 //!   their socket for that). Waits on other workers, on kernel threads, and on the
 //!   io_uring backend wait as before.
@@ -77,6 +80,26 @@ use crate::sched::worker::WorkerShared;
 const UNKNOWN_BIT: u64 = 1 << 63;
 /// A cached "no timeout" (a zero timeout cannot be set, so 0 is free for it).
 const NONE: u64 = 0;
+
+/// The most bytes a read may be given for its coming back short to prove the socket's
+/// queue empty (the kernel moves at most about 2 GiB per call).
+const MAX_PROOF: usize = 1 << 30;
+
+/// The socket a stream reads: whether a read that comes back short proves its receive
+/// queue empty (`io/reactor/registration.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadKind {
+    /// Yes, below [`MAX_PROOF`] and before any urgent data.
+    Tcp,
+    /// No: reads stop at the boundaries of passed descriptors and credentials.
+    Unix,
+}
+
+/// The bytes a vectored read into `bufs` is given: std passes the kernel the first
+/// 1024 slices (`IOV_MAX`) only.
+pub(crate) fn vectored_len(bufs: &[std::io::IoSliceMut<'_>]) -> usize {
+    bufs.iter().take(1024).map(|b| b.len()).sum()
+}
 
 /// The state of one stream handle; see the module docs.
 #[derive(Debug)]
@@ -216,12 +239,15 @@ impl StreamState {
     pub(crate) fn read(
         &self,
         fd: BorrowedFd<'_>,
+        reads: ReadKind,
         reason: WaitReason,
         len: usize,
         op: impl FnMut() -> io::Result<usize>,
     ) -> io::Result<usize> {
         let wait_first = len > 0 && self.read_drained.load(Relaxed);
-        let n = self.retry(fd, Interest::Read, reason, wait_first, |&n| n < len, op)?;
+        // Whether a short read proves the queue empty (`io/reactor/registration.rs`).
+        let proves_empty = |&n: &usize| reads == ReadKind::Tcp && len < MAX_PROOF && n < len;
+        let n = self.retry(fd, Interest::Read, reason, wait_first, proves_empty, op)?;
         let drained = n < len;
         // For `len > 0`, `wait_first` is the hint as it was: store only a change (a store
         // dirties the line other handles' threads may read). An empty read leaves it alone.
@@ -317,8 +343,8 @@ fn epoll_worker() -> Option<Arc<WorkerShared>> {
 }
 
 /// [`retry_from`] on a persistent registration: calls are tried when the registration says
-/// their direction is ready, and a failed call or a `short` result clears that readiness
-/// (`io/reactor/registration.rs`).
+/// their direction is ready, and a failed call or a `short` result (one that proves the
+/// socket's queue empty) clears that readiness (`io/reactor/registration.rs`).
 fn retry_registered<T>(
     registered: &Registered,
     fd: BorrowedFd<'_>,
@@ -335,15 +361,26 @@ fn retry_registered<T>(
     let mut force = false;
     loop {
         let seen = registration.snapshot();
+        // Wait level-triggered (one-shot) rather than on the registration.
+        let mut one_shot = false;
         if force || seen.is_ready(interest) {
             force = false;
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     registration.clear(seen, interest);
-                    continue;
+                    // A direction marked closed for good that still would block: the
+                    // sticky bit would make every wait return at once (module docs of
+                    // `registration.rs`), so wait another way, not spin.
+                    one_shot = seen.is_closed(interest);
+                    if !one_shot {
+                        continue;
+                    }
                 }
                 done => {
-                    if done.as_ref().is_ok_and(&short) {
+                    if done
+                        .as_ref()
+                        .is_ok_and(|t| short(t) && seen.short_read_proves_empty())
+                    {
                         registration.clear(seen, interest);
                     }
                     io_budget::spend();
@@ -355,13 +392,15 @@ fn retry_registered<T>(
             // A timeout too large to represent is no timeout.
             deadline = timeout()?.and_then(|t| Instant::now().checked_add(t));
         }
-        let waited = {
+        let waited = if one_shot {
+            None
+        } else {
             let _counted = registered.epoll().waits();
             registration.wait(interest, reason, fd, deadline)
         };
         let ready = match waited {
             Some(ready) => ready,
-            // Another thread waits on this handle for the same direction.
+            // Another thread waits on this handle for the same direction, or see above.
             None => {
                 force = true;
                 wait_until(fd, interest, reason, deadline)?

@@ -16,7 +16,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 pub use std::os::unix::net::SocketAddr;
 
-use super::stream_state::StreamState;
+use super::stream_state::{vectored_len, ReadKind, StreamState};
 use super::{
     connect_nonblocking, no_timeout, retry, socket_conversions, stream_read_write, LISTEN_BACKLOG,
     SOCKET_FLAGS,
@@ -214,18 +214,24 @@ impl UnixStream {
 
     fn read_impl(&self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
-        self.state
-            .read(self.inner.as_fd(), WaitReason::UnixRead, len, || {
-                (&self.inner).read(buf)
-            })
+        self.state.read(
+            self.inner.as_fd(),
+            ReadKind::Unix,
+            WaitReason::UnixRead,
+            len,
+            || (&self.inner).read(buf),
+        )
     }
 
     fn read_vectored_impl(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.state
-            .read(self.inner.as_fd(), WaitReason::UnixRead, len, || {
-                (&self.inner).read_vectored(bufs)
-            })
+        let len = vectored_len(bufs);
+        self.state.read(
+            self.inner.as_fd(),
+            ReadKind::Unix,
+            WaitReason::UnixRead,
+            len,
+            || (&self.inner).read_vectored(bufs),
+        )
     }
 
     fn write_impl(&self, buf: &[u8]) -> io::Result<usize> {

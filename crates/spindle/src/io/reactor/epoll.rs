@@ -127,18 +127,21 @@ impl EpollReactor {
             }
             if key & REGISTRATION_TAG != 0 {
                 let flags = event.flags;
-                let failed = flags.intersects(EventFlags::ERR | EventFlags::HUP);
-                let read_closed = failed || flags.contains(EventFlags::RDHUP);
+                let hung_up = flags.contains(EventFlags::HUP);
+                // An error is not an end (`registration.rs`): it makes both calls try.
+                let failed = flags.contains(EventFlags::ERR);
+                let urgent = flags.contains(EventFlags::PRI);
                 // SAFETY: the key is a registration's `Arc::into_raw` pointer, tagged; the
                 // epoll's reference it stands for is dropped only at the start of a later
                 // poll (`registration.rs`, "Lifetime").
                 let registration =
                     unsafe { &*((key & !REGISTRATION_TAG) as usize as *const Registration) };
                 registration.deliver(Event {
-                    readable: flags.contains(EventFlags::IN),
-                    writable: flags.contains(EventFlags::OUT),
-                    read_closed,
-                    write_closed: failed,
+                    readable: failed || urgent || flags.contains(EventFlags::IN),
+                    writable: failed || flags.contains(EventFlags::OUT),
+                    read_closed: hung_up || flags.contains(EventFlags::RDHUP),
+                    write_closed: hung_up,
+                    urgent,
                 });
                 continue;
             }
@@ -200,7 +203,8 @@ impl EpollReactor {
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
         let registration = Arc::new(Registration::new());
         let raw = Arc::into_raw(registration.clone());
-        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        let flags =
+            EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::PRI | EventFlags::ET;
         let data = EventData::new_u64(raw as usize as u64 | REGISTRATION_TAG);
         if let Err(e) = epoll::add(&self.epoll, fd, data, flags) {
             // SAFETY: the reference made for the epoll above, which never got it.

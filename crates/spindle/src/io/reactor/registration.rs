@@ -23,13 +23,31 @@
 //! have come in *between* the call and the clearing, reporting new data the call did not
 //! see: clearing then would lose it, and the thread would wait for an edge that already
 //! came. So `clear` removes the bit only if the tick is still the one of the snapshot taken
-//! before the call: if an event came since, the bit stays and the caller tries again. A
-//! read that comes back short (it emptied the receive queue) clears its bit the same way,
-//! so that the next read waits for the next edge instead of trying a `recv` that would fail.
-//! An end of the stream (the peer's `FIN`, a hang-up, an error) is kept in bits of its own
-//! that nothing clears: it may come in the very event whose data the short read took, and
-//! no edge follows it, while every later read must see it (tokio keeps its "closed"
-//! readiness the same way).
+//! before the call: if an event came since, the bit stays and the caller tries again.
+//!
+//! A read that comes back short may clear its bit the same way, so that the next read
+//! waits for the next edge instead of trying a `recv` that would fail; but only where a
+//! short read proves the receive queue empty. Were data left, no edge would come for it,
+//! and the reader would wait forever. So the caller says when it does: a TCP read into
+//! less than 1 GiB (the kernel moves at most about 2 GiB per call), counting only the
+//! first 1024 slices of a vectored read (std passes no more), with no urgent data seen:
+//! a TCP read stops
+//! short at the urgent mark too, so the registration asks for `EPOLLPRI` and keeps an
+//! *urgent* bit, set for good by the first event reporting it, that turns the proof off.
+//! Urgent data that came before the read reports `EPOLLPRI` in an event delivered either
+//! before the snapshot (the bit is seen) or after it (the tick moved: no clear; or the
+//! event comes after the clear and marks the data left after the mark ready). A Unix
+//! stream's reads also stop at the boundaries of passed descriptors and credentials,
+//! which the reader cannot see coming: a short read on one proves nothing.
+//!
+//! A hang-up (`EPOLLHUP`) and the peer's shutdown (`EPOLLRDHUP`) are kept in bits of their
+//! own that nothing clears: they may come in the very event whose data a call took, and no
+//! edge follows them, while every later call must see them (tokio keeps its "closed"
+//! readiness the same way). An error (`EPOLLERR`) only marks both directions ready: the
+//! next call reports a pending error, and an error that is not the socket's end (the error
+//! queue of timestamps or `IP_RECVERR`) must not make calls that would block spin. Should a
+//! call in a closed direction still fail with `EAGAIN`, the caller waits level-triggered
+//! (a one-shot wait) rather than spin on the sticky bit.
 //!
 //! # Waiting
 //!
@@ -37,10 +55,13 @@
 //! a spin lock), then loads the word again, and parks until the bit is set (or its deadline
 //! passes). The reactor sets the bit first and looks at the slot after (taking the same
 //! lock): either it finds the thread there and unparks it, or it took the lock before the
-//! waiter did, and the waiter, taking the lock after, sees the bit. A guard empties the slot
-//! whenever the wait ends, however it ends. One thread waits per direction: a second one
-//! (two threads reading through one `&TcpStream`) finds the slot taken and makes a one-shot
-//! wait instead.
+//! waiter did, and the waiter, taking the lock after, sees the bit. The reactor takes the
+//! thread out of the slot as it unparks it, so a woken thread parks only once per entry:
+//! it goes back to its call, and if it must wait again (another thread's call took the
+//! readiness first) it enters the slot again; parking again outside the slot would miss
+//! the next event. A guard empties the slot whenever the wait ends, however it ends. One
+//! thread waits per direction: a second one (two threads reading through one `&TcpStream`)
+//! finds the slot taken and makes a one-shot wait instead.
 //!
 //! # Lifetime
 //!
@@ -70,14 +91,16 @@ use crate::loom_shim::AtomicUsize;
 const READ_READY: usize = 1;
 /// The ready bit of writing.
 const WRITE_READY: usize = 2;
-/// Sticky: the peer closed its side, or the socket hung up or failed; reads never wait again.
+/// Sticky: the peer shut its side down, or the socket hung up; reads never wait again.
 const READ_CLOSED: usize = 4;
-/// Sticky: the socket hung up or failed; writes never wait again.
+/// Sticky: the socket hung up; writes never wait again.
 const WRITE_CLOSED: usize = 8;
+/// Sticky: TCP urgent data came; a short read no longer proves the queue empty.
+const URGENT: usize = 16;
 /// Every bit below the tick.
-const BITS: usize = 15;
+const BITS: usize = 31;
 /// One event, in the tick above the bits.
-const TICK: usize = 16;
+const TICK: usize = 32;
 
 /// The bit a call clears.
 fn bit(interest: Interest) -> usize {
@@ -87,12 +110,17 @@ fn bit(interest: Interest) -> usize {
     }
 }
 
+/// The sticky bit of `interest`'s direction.
+fn closed_bit(interest: Interest) -> usize {
+    match interest {
+        Interest::Read => READ_CLOSED,
+        Interest::Write => WRITE_CLOSED,
+    }
+}
+
 /// The bits that let a call go ahead.
 fn ready_bits(interest: Interest) -> usize {
-    match interest {
-        Interest::Read => READ_READY | READ_CLOSED,
-        Interest::Write => WRITE_READY | WRITE_CLOSED,
-    }
+    bit(interest) | closed_bit(interest)
 }
 
 /// What one event reported.
@@ -100,10 +128,12 @@ fn ready_bits(interest: Interest) -> usize {
 pub(crate) struct Event {
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// The peer shut its side down, or the socket hung up or failed.
+    /// The peer shut its side down, or the socket hung up.
     pub(crate) read_closed: bool,
-    /// The socket hung up or failed.
+    /// The socket hung up.
     pub(crate) write_closed: bool,
+    /// TCP urgent data is queued (`EPOLLPRI`).
+    pub(crate) urgent: bool,
 }
 
 impl Event {
@@ -114,6 +144,7 @@ impl Event {
             (self.writable, WRITE_READY),
             (self.read_closed, READ_CLOSED),
             (self.write_closed, WRITE_CLOSED),
+            (self.urgent, URGENT),
         ] {
             if on {
                 bits |= bit;
@@ -138,6 +169,17 @@ impl Snapshot {
     /// Whether `interest` was ready.
     pub(crate) fn is_ready(self, interest: Interest) -> bool {
         self.0 & ready_bits(interest) != 0
+    }
+
+    /// Whether `interest`'s direction was marked closed for good.
+    pub(crate) fn is_closed(self, interest: Interest) -> bool {
+        self.0 & closed_bit(interest) != 0
+    }
+
+    /// Whether a read that comes back short, on a socket whose reads stop short only when
+    /// the queue is empty, proves the queue empty (no urgent mark may stop it first).
+    pub(crate) fn short_read_proves_empty(self) -> bool {
+        self.0 & URGENT == 0
     }
 }
 
@@ -193,11 +235,11 @@ impl Registration {
 
 mod waiting {
     use super::*;
-    use crate::park::WaitReason;
+    use crate::park::{self, WaitReason};
     use crate::sched::context;
     use crate::sync::spin_lock::SpinLock;
     use crate::Thread;
-    use std::os::fd::BorrowedFd;
+    use std::os::fd::{AsRawFd, BorrowedFd};
 
     impl Registration {
         fn slot(&self, interest: Interest) -> &SpinLock<Option<Thread>> {
@@ -222,10 +264,12 @@ mod waiting {
             }
         }
 
-        /// Parks the calling green thread (of the registration's worker) until `interest`
-        /// is ready or `deadline` passes: `Some(true)` when ready, `Some(false)` at the
-        /// deadline (never before it), `None` without waiting if another thread already
-        /// waits for `interest` here (the caller then waits another way).
+        /// Parks the calling green thread (of the registration's worker) once, in
+        /// `interest`'s slot, unless `interest` is ready: `Some(false)` if `deadline` passed
+        /// (never before it) with `interest` not ready, `Some(true)` otherwise (ready, or
+        /// woken: the caller looks again, and waits again through this call, back in the
+        /// slot, if another thread took the readiness meanwhile); `None` without waiting if
+        /// another thread waits for `interest` here (the caller then waits another way).
         pub(crate) fn wait(
             &self,
             interest: Interest,
@@ -251,7 +295,17 @@ mod waiting {
                 interest,
                 id,
             };
-            Some(super::super::park_until_ready(ready, reason, fd, deadline))
+            // After entering the slot (module docs, "Waiting").
+            if ready() {
+                return Some(true);
+            }
+            let _shown = park::ShowWaitFd::new(fd.as_raw_fd());
+            match deadline {
+                None => park::park(reason),
+                Some(d) if Instant::now() >= d => return Some(false),
+                Some(d) => park::park_until(reason, d),
+            }
+            Some(ready() || deadline.is_none_or(|d| Instant::now() < d))
         }
     }
 
