@@ -31,6 +31,22 @@ fn waits_for_a_message_nobody_sends(rx: spindle::channel::Receiver<u32>) -> u32 
     rx.recv().unwrap_or(0) + 1
 }
 
+/// The message of the all-asleep panic that `result` must be; `what` names the case.
+fn all_asleep_panic<T>(result: std::thread::Result<T>, what: &dyn std::fmt::Display) -> String {
+    let Err(payload) = result else {
+        panic!("{what}: block_on must panic, not return");
+    };
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| "<not a string>".into());
+    assert!(
+        message.contains("all green threads are asleep"),
+        "{what}: {message}"
+    );
+    message
+}
+
 #[test]
 fn block_on_panics_with_the_dump_and_the_threads_are_unwound() {
     for model in [Model::ManyToOne, Model::ManyToMany { workers: 2 }] {
@@ -56,15 +72,7 @@ fn block_on_panics_with_the_dump_and_the_threads_are_unwound() {
                 v
             })
         }));
-        let payload = result.expect_err("block_on must panic, not hang");
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| "<not a string>".into());
-        assert!(
-            message.contains("all green threads are asleep"),
-            "{model}: {message}"
-        );
+        let message = all_asleep_panic(result, &model);
         assert!(
             message.contains("\"forgotten\" [channel recv]"),
             "{model}: {message}"
@@ -212,4 +220,51 @@ fn warning_child() {
     drop(stderr);
     println!("{warning}");
     println!("woken from outside: {v}");
+}
+
+/// A socket registered with its worker's reactor (its first read waited) and then left
+/// alone is no I/O anyone waits for: it must not hide the sleep, on either backend.
+#[test]
+fn a_registered_socket_nobody_waits_on_does_not_hide_the_sleep() {
+    use spindle::io::IoBackend;
+    use spindle::net::unix::UnixStream;
+    use std::io::{Read, Write};
+    // A missed report is a hang.
+    let _watchdog = common::Watchdog::new("registered_socket_asleep", Duration::from_secs(60));
+    for backend in [IoBackend::Epoll, IoBackend::IoUring] {
+        for model in [Model::ManyToOne, Model::ManyToMany { workers: 2 }] {
+            let Ok(rt) = Runtime::builder()
+                .model(model)
+                .io_backend(backend)
+                .report_all_asleep(Some(GRACE))
+                .panic_when_all_asleep(true)
+                .build()
+            else {
+                eprintln!("{backend:?} unavailable: skipped");
+                continue;
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(|| {
+                    let (a, b) = UnixStream::pair().unwrap();
+                    let reader = spindle::spawn(move || {
+                        let mut byte = [0u8; 1];
+                        (&a).read_exact(&mut byte).unwrap();
+                        a
+                    });
+                    // Its read waits (and registers the socket) before the byte comes.
+                    let id = reader.thread().id();
+                    while !spindle::debug::threads().iter().any(|t| {
+                        t.id == id && t.state.wait_reason() == Some(spindle::WaitReason::UnixRead)
+                    }) {
+                        spindle::yield_now();
+                    }
+                    (&b).write_all(b"x").unwrap();
+                    let _registered = reader.join().unwrap();
+                    let (_tx, rx) = spindle::channel::unbounded::<u32>();
+                    waits_for_a_message_nobody_sends(rx)
+                })
+            }));
+            all_asleep_panic(result, &format!("{backend:?}, {model}"));
+        }
+    }
 }

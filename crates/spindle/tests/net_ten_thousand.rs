@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use spindle::net::{TcpListener, TcpStream};
 use spindle::sync::Barrier;
 
+mod common;
+use common::raise_nofile;
+
 const CONNECTIONS: usize = if cfg!(debug_assertions) {
     1_000
 } else {
@@ -41,33 +44,6 @@ fn checksum(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
-}
-
-/// Raises the limit on open descriptors to `needed`: the soft limit up to the hard one,
-/// and the hard one too where the process may (root, or CAP_SYS_RESOURCE). Fails saying
-/// what to do when neither is possible.
-fn raise_nofile(needed: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_none_or(|c| c >= needed) {
-        return;
-    }
-    let maximum = limit.maximum.map(|m| m.max(needed));
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(needed),
-            maximum,
-        },
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "this test needs {needed} open descriptors; RLIMIT_NOFILE is {:?} (soft) and \
-             {:?} (hard), and raising it failed: {e}. Raise the hard limit (ulimit -Hn) to \
-             run it",
-            limit.current, limit.maximum
-        )
-    });
 }
 
 /// A many-to-one runtime with stacks small enough for 10,000 threads each side.

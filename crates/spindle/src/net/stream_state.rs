@@ -34,18 +34,19 @@
 //!   through it or its `try_clone` clones.
 //!
 //! - **A registration for good.** The first time a handle must wait on a green thread of
-//!   a worker whose reactor is epoll, it registers its socket with that reactor once,
-//!   edge-triggered (`io/reactor/registration.rs`), instead of registering and
-//!   deregistering it around every wait: two `epoll_ctl` calls per request fewer. From
+//!   a worker, it registers its socket with that worker's reactor once, edge-triggered
+//!   (`io/reactor/registration.rs`), instead of registering and deregistering it around
+//!   every wait: on epoll two `epoll_ctl` calls per request fewer, on io_uring a poll
+//!   request armed and torn down per request fewer. From
 //!   then on, waits of that handle on that worker read the registration's readiness: a
 //!   call is tried when its direction is marked ready, and a call that fails with `EAGAIN`
 //!   clears the mark, as does a TCP read that comes back short where that proves the
 //!   queue empty (which takes the short-read hint's place); the next call waits for the
 //!   reactor to mark it again. Where a short read proves nothing (a Unix stream, urgent
-//!   data, a read of a GiB or more) the next read tries its call first. The handle deregisters
+//!   data, a read of a GiB or more, any read on io_uring, whose events cannot tell urgent
+//!   data apart) the next read tries its call first. The handle deregisters
 //!   when dropped, before its socket closes (the stream types declare their state before
-//!   their socket for that). Waits on other workers, on kernel threads, and on the
-//!   io_uring backend wait as before.
+//!   their socket for that). Waits on other workers and on kernel threads wait as before.
 //!
 //! The cache of one direction is one `AtomicU64`: a timeout in nanoseconds (below
 //! `UNKNOWN_BIT`), [`NONE`], or "unknown" (`UNKNOWN_BIT` set) with a generation in the
@@ -68,9 +69,8 @@ use rustix::net::sockopt::{self, Timeout};
 
 use super::{io_budget, retry_from, timed_out};
 use crate::fork::Provenance;
-use crate::io::reactor::epoll::EpollReactor;
 use crate::io::reactor::registration::Registration;
-use crate::io::reactor::{wait_until, Reactor};
+use crate::io::reactor::wait_until;
 use crate::io::Interest;
 use crate::park::WaitReason;
 use crate::sched::context;
@@ -111,22 +111,13 @@ pub(crate) struct StreamState {
     registered: OnceLock<Registered>,
 }
 
-/// A handle's socket registered with an epoll worker's reactor (module docs).
+/// A handle's socket registered with a worker's reactor (module docs).
 struct Registered {
     worker: Arc<WorkerShared>,
     registration: Arc<Registration>,
     fd: RawFd,
     /// The process that registered: a fork child shares the epoll and must not touch it.
     provenance: Provenance,
-}
-
-impl Registered {
-    fn epoll(&self) -> &EpollReactor {
-        match &self.worker.reactor {
-            Reactor::Epoll(r) => r,
-            Reactor::Uring(_) => unreachable!("registrations are made with epoll reactors"),
-        }
-    }
 }
 
 impl std::fmt::Debug for Registered {
@@ -142,7 +133,10 @@ impl Drop for Registered {
         }
         // SAFETY: the stream types drop their state before their socket, so `fd` is open.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
-        self.epoll().deregister(fd, &self.registration);
+        let on_driver = context::current_worker().is_some_and(|w| w.drives(&self.worker));
+        self.worker
+            .reactor
+            .deregister(fd, &self.registration, on_driver);
     }
 }
 
@@ -286,7 +280,7 @@ impl StreamState {
             Interest::Write => Timeout::Send,
         };
         let timeout = || self.timeout(fd, which);
-        let Some(worker) = epoll_worker() else {
+        let Some(worker) = green_worker() else {
             return retry_from(fd, interest, reason, wait_first, timeout, op);
         };
         let registered = match self.registered.get() {
@@ -315,10 +309,7 @@ impl StreamState {
     /// Registers `fd` with `worker`'s reactor for this handle; `None` if that fails (the
     /// caller waits as before) or another thread registered it meanwhile elsewhere.
     fn register(&self, fd: BorrowedFd<'_>, worker: Arc<WorkerShared>) -> Option<&Registered> {
-        let Reactor::Epoll(epoll) = &worker.reactor else {
-            return None;
-        };
-        let registration = epoll.register(fd).ok()?;
+        let registration = worker.reactor.register(fd).ok()?;
         let mine = Registered {
             worker,
             registration,
@@ -334,12 +325,10 @@ impl StreamState {
     }
 }
 
-/// The worker of the calling green thread, if its reactor is epoll.
-fn epoll_worker() -> Option<Arc<WorkerShared>> {
+/// The worker of the calling green thread, if it is one.
+fn green_worker() -> Option<Arc<WorkerShared>> {
     context::current_green()?;
-    let worker = context::current_worker()?;
-    let shared = worker.shared();
-    matches!(shared.reactor, Reactor::Epoll(_)).then(|| shared.clone())
+    Some(context::current_worker()?.shared().clone())
 }
 
 /// [`retry_from`] on a persistent registration: calls are tried when the registration says
@@ -395,7 +384,7 @@ fn retry_registered<T>(
         let waited = if one_shot {
             None
         } else {
-            let _counted = registered.epoll().waits();
+            let _counted = registered.worker.reactor.count_wait();
             registration.wait(interest, reason, fd, deadline)
         };
         let ready = match waited {

@@ -88,7 +88,7 @@ fn looks_asleep_but_for_sleeping(pool: &PoolShared) -> Option<u64> {
     for w in &pool.workers {
         let watch = &w.watch;
         if watch.timer_armed.load(Relaxed)
-            || w.reactor.has_pending()
+            || w.reactor.has_waiters()
             || watch.away.load(Relaxed) > 0
             || watch.outside_waits.load(Relaxed) > 0
         {

@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::Duration;
+
 use spindle::{Model, Runtime};
 
 /// Every model a behaviour test runs under.
@@ -195,4 +199,57 @@ pub fn read_until_dump_end(reader: &mut impl std::io::BufRead) -> String {
             return text;
         }
     }
+}
+
+/// Ends the process with a message if dropped later than `limit` after it was made.
+pub struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn new(test: &'static str, limit: Duration) -> Watchdog {
+        let (done, finished) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+                // Not eprintln!: the test harness captures that, and exit loses it.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{test}: not finished after {limit:?}: a call spins or hangs"
+                );
+                std::process::exit(101);
+            }
+        });
+        Watchdog(Some(done))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+/// Raises the limit on open descriptors to `needed`: the soft limit up to the hard one,
+/// and the hard one too where the process may (root, or CAP_SYS_RESOURCE). Fails saying
+/// what to do when neither is possible.
+pub fn raise_nofile(needed: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_none_or(|c| c >= needed) {
+        return;
+    }
+    let maximum = limit.maximum.map(|m| m.max(needed));
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(needed),
+            maximum,
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "this test needs {needed} open descriptors; RLIMIT_NOFILE is {:?} (soft) and \
+             {:?} (hard), and raising it failed: {e}. Raise the hard limit (ulimit -Hn) to \
+             run it",
+            limit.current, limit.maximum
+        )
+    });
 }

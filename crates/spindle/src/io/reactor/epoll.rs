@@ -126,23 +126,13 @@ impl EpollReactor {
                 continue;
             }
             if key & REGISTRATION_TAG != 0 {
-                let flags = event.flags;
-                let hung_up = flags.contains(EventFlags::HUP);
-                // An error is not an end (`registration.rs`): it makes both calls try.
-                let failed = flags.contains(EventFlags::ERR);
-                let urgent = flags.contains(EventFlags::PRI);
                 // SAFETY: the key is a registration's `Arc::into_raw` pointer, tagged; the
                 // epoll's reference it stands for is dropped only at the start of a later
                 // poll (`registration.rs`, "Lifetime").
                 let registration =
                     unsafe { &*((key & !REGISTRATION_TAG) as usize as *const Registration) };
-                registration.deliver(Event {
-                    readable: failed || urgent || flags.contains(EventFlags::IN),
-                    writable: failed || flags.contains(EventFlags::OUT),
-                    read_closed: hung_up || flags.contains(EventFlags::RDHUP),
-                    write_closed: hung_up,
-                    urgent,
-                });
+                let flags = event.flags; // a copy: the event is packed
+                registration.deliver(Event::from_poll_bits(flags.bits()));
                 continue;
             }
             // SAFETY: the key is the address of an `IoWait` still registered: it lives in
@@ -201,7 +191,7 @@ impl EpollReactor {
     /// Registers `fd` for good, edge-triggered, for reading and writing
     /// (`registration.rs`). Fails with `EEXIST` while a one-shot wait on `fd` is registered.
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
-        let registration = Arc::new(Registration::new());
+        let registration = Arc::new(Registration::new(true));
         let raw = Arc::into_raw(registration.clone());
         let flags =
             EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::PRI | EventFlags::ET;
@@ -229,9 +219,8 @@ impl EpollReactor {
     }
 
     /// Counts a thread waiting on a persistent registration, for [`Self::has_registrations`].
-    pub(crate) fn waits(&self) -> WaitCount<'_> {
-        self.registered.fetch_add(1, Relaxed);
-        WaitCount(self)
+    pub(crate) fn waits(&self) -> super::WaitCount<'_> {
+        super::WaitCount::new(&self.registered)
     }
 
     /// Drops the epoll's references to registrations deregistered since the last poll.
@@ -256,15 +245,6 @@ impl Drop for EpollReactor {
     fn drop(&mut self) {
         // Every registration holds its worker, so all are deregistered by now.
         self.drop_released();
-    }
-}
-
-/// A thread waiting on a persistent registration, counted while it lives.
-pub(crate) struct WaitCount<'a>(&'a EpollReactor);
-
-impl Drop for WaitCount<'_> {
-    fn drop(&mut self) {
-        self.0.registered.fetch_sub(1, Relaxed);
     }
 }
 

@@ -16,9 +16,10 @@
 //!   the green thread registers its interest with its worker's reactor and parks; the
 //!   worker, when it sleeps and every 64 switches while busy (only while something is
 //!   registered), collects what is ready and unparks the waiting threads.
-//! - **Registering for good** (epoll only, for now): a stream registers its socket once,
-//!   at its first wait, and keeps the readiness the reactor reports in a
-//!   `Registration` (`registration.rs`); its waits then cost no `epoll_ctl`.
+//! - **Registering for good**: a stream registers its socket once, at its first wait, and
+//!   keeps the readiness the reactor reports in a `Registration` (`registration.rs`): an
+//!   edge-triggered epoll registration, or a multishot io_uring poll; its waits then
+//!   register nothing.
 //! - **Never starving I/O**: that busy check is [`Reactor::has_pending`] then a zero-timeout
 //!   [`Reactor::poll`].
 //!
@@ -38,7 +39,10 @@ pub(crate) mod uring;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use registration::Registration;
 
 use crate::io::IoBackend;
 use crate::park::{self, WaitReason};
@@ -81,6 +85,15 @@ impl Reactor {
         }
     }
 
+    /// Whether a green thread of this worker waits for I/O here (a registered socket
+    /// nobody waits on does not count).
+    pub(crate) fn has_waiters(&self) -> bool {
+        match self {
+            Reactor::Epoll(r) => r.has_registrations(),
+            Reactor::Uring(r) => r.has_waiters(),
+        }
+    }
+
     /// Completes or cancels every request in flight, before the worker exits (io_uring
     /// only: an epoll wait leaves nothing in the kernel once its waiter is gone). Called
     /// only by the worker's driver, after its green threads are gone.
@@ -98,6 +111,56 @@ impl Reactor {
             Reactor::Epoll(r) => r.poll(timeout),
             Reactor::Uring(r) => r.poll(timeout),
         }
+    }
+}
+
+impl Reactor {
+    /// Registers `fd` for good (`registration.rs`). Called on a green thread of this
+    /// reactor's worker.
+    pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
+        match self {
+            Reactor::Epoll(r) => r.register(fd),
+            Reactor::Uring(r) => r.register(fd),
+        }
+    }
+
+    /// Ends the registration of `fd`, which must still be open (`registration.rs`,
+    /// "Lifetime"); `on_driver`: the calling kernel thread drives this reactor's worker.
+    pub(crate) fn deregister(
+        &self,
+        fd: BorrowedFd<'_>,
+        registration: &Arc<Registration>,
+        on_driver: bool,
+    ) {
+        match self {
+            Reactor::Epoll(r) => r.deregister(fd, registration),
+            Reactor::Uring(r) => r.deregister(registration, on_driver),
+        }
+    }
+
+    /// Counts a thread waiting on a registration, for [`Reactor::has_pending`] and
+    /// [`Reactor::has_waiters`], while the guard lives.
+    pub(crate) fn count_wait(&self) -> WaitCount<'_> {
+        match self {
+            Reactor::Epoll(r) => r.waits(),
+            Reactor::Uring(r) => r.waits(),
+        }
+    }
+}
+
+/// One count held in a counter while it lives.
+pub(crate) struct WaitCount<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> WaitCount<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicUsize) -> WaitCount<'a> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WaitCount(counter)
+    }
+}
+
+impl Drop for WaitCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -12,8 +12,9 @@
 //!    request is pushed. Only the completion gives it back: the worker's driver, reaping the
 //!    completion queue, turns the `user_data` back into the `Arc` (`Arc::from_raw`), stores
 //!    the result, sets `done` (Release), unparks the thread, and drops that reference. Since
-//!    the kernel posts exactly one completion per request (no multishot requests are made
-//!    here), each reference is given back exactly once.
+//!    the kernel posts exactly one completion per request (the only multishot requests are
+//!    the polls of registrations, below, whose `user_data` is tagged), each reference is
+//!    given back exactly once.
 //! 2. **The waiter's reference.** The green thread keeps its own `Arc` and parks until it
 //!    reads `done` (Acquire); from then on the result and the buffer are its own.
 //!
@@ -45,7 +46,8 @@
 //!
 //! # Submitting
 //!
-//! A green thread only *queues* its request (under `submit_lock`) and parks; the worker's
+//! A green thread only *queues* its request (under `submit_lock`) and parks (the one
+//! exception, a deregistration's cancel, is below); the worker's
 //! driver hands everything queued to the kernel in one `io_uring_enter` at its next poll:
 //! when it goes to sleep (the same call that waits), or, while busy, at the check it makes
 //! every 64 switches when requests are in flight. A server whose connections each wait for
@@ -90,6 +92,24 @@
 //! `IORING_OP_READ`, `IORING_OP_WRITE` and `IORING_OP_FSYNC` on a buffer owned by the
 //! `Completion` (see `fs/uring_backend.rs`).
 //!
+//! A stream registers its socket for good instead ([`UringReactor::register`]): one
+//! multishot `IORING_OP_POLL_ADD` (Linux 5.13, below the 5.19 this backend needs anyway)
+//! whose `user_data` is an `Arc<Registration>` tagged with [`REGISTRATION_TAG`] (both
+//! kinds of record are 8-byte aligned; the two fixed keys are 0 and 1). Each completion's
+//! mask is delivered to the registration; the last one (without `IORING_CQE_F_MORE`)
+//! re-arms the poll or gives the ring's reference back, as `registration.rs` ("Lifetime")
+//! says. The polls of registrations count as in flight, so a busy worker reaps their
+//! completions (and the completion queue does not fill with them) while any socket is
+//! registered; but only threads waiting on a registration count as waiting for I/O
+//! (`has_waiters`).
+//!
+//! The poll holds the socket's file, and the socket must close when its handle does, not
+//! at the worker's next poll: on the worker's own kernel thread, a deregistration submits
+//! its cancel at once, and the kernel finishes the poll as that thread leaves
+//! `io_uring_enter`. Another kernel thread queues the cancel and wakes the driver (were it
+//! to submit, it would become the submitter of whatever else is queued), and the socket
+//! closes a moment later, when the driver has submitted it.
+//!
 //! # Dropping the ring
 //!
 //! Closing a ring with requests in flight makes the kernel cancel them asynchronously, so
@@ -97,7 +117,8 @@
 //! record holds its worker, which owns this reactor: as long as a request is in flight,
 //! the reactor cannot be dropped at all. So the worker, as it exits after cancelling its
 //! green threads, drains the ring ([`UringReactor::drain`]): it cancels everything still in
-//! flight (requests of cancelled waiters, and the wake read) and reaps the completions, for
+//! flight (requests of cancelled waiters, registrations' polls, which it no longer re-arms,
+//! and the wake read) and reaps the completions, for
 //! up to [`DRAIN_LIMIT`]. Whatever has not completed by then is leaked (its `Completion`,
 //! and with it the ring, and the wake buffer are never freed), which is safe, where freeing
 //! it would not be. Drop drains again, for a reactor whose worker never ran.
@@ -111,9 +132,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
-use io_uring::{opcode, squeue, IoUring};
+use io_uring::{cqueue, opcode, squeue, IoUring};
 use rustix::event::{eventfd, EventfdFlags};
 
+use super::registration::{Event, Registration};
 use super::{park_until_ready, Interest, Reactor};
 use crate::fork::Provenance;
 use crate::park::WaitReason;
@@ -125,6 +147,18 @@ const WAKE_KEY: u64 = 0;
 
 /// The `user_data` of cancel requests, whose completions say nothing the waiter needs.
 const CANCEL_KEY: u64 = 1;
+
+/// Set in the `user_data` of a registration's poll (module docs).
+const REGISTRATION_TAG: u64 = 2;
+
+/// What a registration's poll waits for: what epoll's registrations ask (`epoll.rs`);
+/// errors and hang-ups are always reported.
+const REGISTRATION_MASK: u32 =
+    (libc::POLLIN | libc::POLLOUT | libc::POLLPRI | libc::POLLRDHUP) as u32;
+
+// The tag and the fixed keys are told apart by the low bits of 8-byte aligned records.
+const _: () =
+    assert!(std::mem::align_of::<Registration>() >= 4 && std::mem::align_of::<Completion>() >= 4);
 
 /// Submission queue entries per ring. Requests are submitted one at a time as they are
 /// made, so the queue rarely holds more than one or two.
@@ -146,9 +180,14 @@ pub(crate) struct UringReactor {
     provenance: Provenance,
     /// Serializes pushes to the submission queue (module docs, "Who touches the ring").
     submit_lock: Mutex<()>,
-    /// Requests whose ring reference has not come back: a busy worker reaps only while
-    /// there are some.
+    /// One-shot requests whose ring reference has not come back: a busy worker reaps only
+    /// while there are some (or `polls`).
     in_flight: AtomicUsize,
+    /// Registrations' polls whose ring reference has not come back.
+    polls: AtomicUsize,
+    /// Threads waiting on a registration: with `in_flight`, what says a thread waits for
+    /// I/O (`sched/all_asleep.rs`); a registered socket alone does not.
+    waits: AtomicUsize,
     /// The wake eventfd (blocking).
     wake: OwnedFd,
     /// Where the wake read puts the count: from `Box::into_raw`, freed by drop only once
@@ -156,6 +195,8 @@ pub(crate) struct UringReactor {
     wake_buf: *mut u64,
     /// A wake read is in flight. Driver only (and drop).
     wake_armed: AtomicBool,
+    /// The worker exits: registrations' polls are not re-armed (`drain`).
+    draining: AtomicBool,
 }
 
 // SAFETY: `wake_buf` is the only field that is not `Send`/`Sync` by itself: it is written
@@ -279,9 +320,12 @@ impl UringReactor {
             provenance: Provenance::here(),
             submit_lock: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
+            polls: AtomicUsize::new(0),
+            waits: AtomicUsize::new(0),
             wake,
             wake_buf: Box::into_raw(Box::new(0u64)),
             wake_armed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -294,7 +338,18 @@ impl UringReactor {
     /// Whether some request's completion is still to be reaped.
     #[inline]
     pub(crate) fn has_in_flight(&self) -> bool {
-        self.in_flight.load(Relaxed) != 0
+        self.in_flight.load(Relaxed) != 0 || self.polls.load(Relaxed) != 0
+    }
+
+    /// Whether a thread waits for I/O here: a one-shot request, or a wait on a
+    /// registration.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.in_flight.load(Relaxed) != 0 || self.waits.load(Relaxed) != 0
+    }
+
+    /// Counts a thread waiting on a registration while the guard lives.
+    pub(crate) fn waits(&self) -> super::WaitCount<'_> {
+        super::WaitCount::new(&self.waits)
     }
 
     /// Pushes `entry` to the submission queue.
@@ -303,7 +358,21 @@ impl UringReactor {
     ///
     /// Every memory the entry points to stays valid until its completion is reaped.
     unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
-        let _locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller's promise.
+        unsafe { self.push_locked(&locked, entry) }
+    }
+
+    /// [`Self::push`] for a caller that holds `submit_lock` (its guard is `_locked`).
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::push`].
+    unsafe fn push_locked(
+        &self,
+        _locked: &std::sync::MutexGuard<'_, ()>,
+        entry: &squeue::Entry,
+    ) -> io::Result<()> {
         // SAFETY: pushes happen only under `submit_lock`, so this is the only live handle
         // on the submission queue.
         let mut sq = unsafe { self.ring.submission_shared() };
@@ -429,6 +498,12 @@ impl UringReactor {
             match cqe.user_data() {
                 WAKE_KEY => self.wake_armed.store(false, Relaxed),
                 CANCEL_KEY => {}
+                data if data & REGISTRATION_TAG != 0 => {
+                    let registration = (data & !REGISTRATION_TAG) as usize as *const Registration;
+                    // SAFETY: the ring's reference to a registration, which only this
+                    // function gives back, on the poll's last completion (module docs).
+                    unsafe { self.registration_completed(registration, &cqe) };
+                }
                 data => {
                     // SAFETY: every other `user_data` is a ring reference made by
                     // `Arc::into_raw` in `submit`, and each comes back exactly once.
@@ -479,6 +554,127 @@ impl UringReactor {
     }
 }
 
+impl UringReactor {
+    /// Registers `fd` for good, edge-triggered, for reading and writing: a multishot poll
+    /// (module docs, and `registration.rs`). Called on a green thread of this worker.
+    pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
+        // A completion's mask is the wake-up's key: `POLLPRI` with any data, so urgent data
+        // cannot be told apart (`registration.rs`, "The readiness word").
+        let registration = Arc::new(Registration::new(false));
+        registration.ring_fd.store(fd.as_raw_fd(), Relaxed);
+        let raw = Arc::into_raw(registration.clone());
+        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let pushed = if self.draining.load(Relaxed) {
+            Err(io::Error::other("the worker's reactor is shutting down"))
+        } else {
+            self.polls.fetch_add(1, Relaxed);
+            // SAFETY: a poll points to no memory of ours; its `user_data` is the ring's
+            // reference `raw`, given back only by the poll's last completion.
+            unsafe { self.push_locked(&locked, &registration_poll(fd.as_raw_fd(), raw)) }
+                .inspect_err(|_| {
+                    self.polls.fetch_sub(1, Relaxed);
+                })
+        };
+        drop(locked);
+        if let Err(e) = pushed {
+            // SAFETY: the entry was not queued, so this reference is still ours to drop.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(e);
+        }
+        Ok(registration)
+    }
+
+    /// Ends `registration`'s poll; its descriptor must still be open. The ring's reference
+    /// comes back with the poll's last completion (`registration.rs`, "Lifetime").
+    /// `on_driver`: the calling kernel thread drives this reactor's worker.
+    pub(crate) fn deregister(&self, registration: &Registration, on_driver: bool) {
+        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if registration.ring_fd.swap(-1, Relaxed) < 0 {
+            return; // the reactor gave it up already
+        }
+        let key = registration as *const Registration as u64 | REGISTRATION_TAG;
+        let cancel = opcode::AsyncCancel::new(key).build().user_data(CANCEL_KEY);
+        // SAFETY: a cancel request points to no memory of ours.
+        let pushed = unsafe { self.push_locked(&locked, &cancel) };
+        drop(locked);
+        match pushed {
+            // The poll holds the socket's file: submitted at once, the cancel lets it go
+            // before the handle closes the socket (the kernel finishes the poll as the
+            // driver leaves `io_uring_enter`). Not `enter_now`: this runs in destructors;
+            // a cancel left queued goes in at the driver's next poll.
+            Ok(()) if on_driver => {
+                let _ = self.ring.submit();
+            }
+            // Another kernel thread: submitting would make it the submitter of whatever
+            // else is queued. The driver submits at its next poll, which the wake makes
+            // soon; the socket closes when the kernel finishes the poll there.
+            Ok(()) => self.wake(),
+            Err(e) => eprintln!(
+                "spindle: cannot cancel the io_uring poll of a socket being closed ({e}): \
+                 the socket stays open until its worker exits"
+            ),
+        }
+    }
+
+    /// A completion of `registration`'s poll: delivers what it reports, and after the last
+    /// one re-arms the poll or drops the ring's reference (`registration.rs`, "Lifetime").
+    ///
+    /// # Safety
+    ///
+    /// `registration` is the ring's reference, from the `user_data` of `cqe`.
+    unsafe fn registration_completed(
+        &self,
+        registration: *const Registration,
+        cqe: &cqueue::Entry,
+    ) {
+        // SAFETY: the ring's reference keeps it alive at least until the end of this call.
+        let r = unsafe { &*registration };
+        let result = cqe.result();
+        if result > 0 {
+            r.deliver(Event::from_poll_bits(result as u32));
+        }
+        if cqueue::more(cqe.flags()) {
+            return;
+        }
+        // The last completion: the poll was cancelled (by the handle, the kernel at its
+        // submitter's exit, or the drain), ended by a full completion queue, or failed.
+        let rearmed = {
+            let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let fd = r.ring_fd.load(Relaxed);
+            let cancelled_or_full = result >= 0 || result == -libc::ECANCELED;
+            let rearm = || {
+                // SAFETY: as in `register`: the ring's reference passes to the new poll.
+                unsafe { self.push_locked(&locked, &registration_poll(fd, registration)) }.is_ok()
+            };
+            if fd < 0 || self.draining.load(Relaxed) {
+                r.ring_fd.store(-1, Relaxed);
+                false
+            } else if cancelled_or_full && rearm() {
+                true
+            } else {
+                // Cannot poll the socket: give it up (every call then waits one-shot).
+                r.ring_fd.store(-1, Relaxed);
+                drop(locked);
+                r.deliver(Event::given_up());
+                false
+            }
+        };
+        if !rearmed {
+            self.polls.fetch_sub(1, Relaxed);
+            // SAFETY: the ring's reference, given back once: no poll holds it any more.
+            drop(unsafe { Arc::from_raw(registration) });
+        }
+    }
+}
+
+/// The multishot poll of a registration on `fd`, with the ring's reference `registration`.
+fn registration_poll(fd: i32, registration: *const Registration) -> squeue::Entry {
+    opcode::PollAdd::new(Fd(fd), REGISTRATION_MASK)
+        .multi(true)
+        .build()
+        .user_data(registration as u64 | REGISTRATION_TAG)
+}
+
 /// Cancels a request whose waiter leaves before its completion.
 struct CancelOnExit<'a> {
     reactor: &'a UringReactor,
@@ -505,6 +701,7 @@ impl UringReactor {
             // mappings, all that drop does next, leaves the parent's ring alone.
             return;
         }
+        self.draining.store(true, Relaxed);
         if self.has_in_flight() || self.wake_armed.load(Relaxed) {
             let all = opcode::AsyncCancel2::new(CancelBuilder::any())
                 .build()
