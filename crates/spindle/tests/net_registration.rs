@@ -27,6 +27,15 @@ use common::Watchdog;
 /// Far beyond what any test here takes, loaded or not.
 const HANG: Duration = Duration::from_secs(60);
 
+/// Runs `test` as the first thread of a many-to-one runtime on each backend this machine
+/// can run, under a watchdog named `name`.
+fn on_each_backend(name: &'static str, test: impl Fn() + Sync) {
+    let _watchdog = Watchdog::new(name, HANG);
+    for rt in runtimes() {
+        rt.block_on(&test);
+    }
+}
+
 /// A many-to-one runtime per backend this machine can run.
 fn runtimes() -> Vec<Runtime> {
     let on = |backend| {
@@ -71,40 +80,37 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
 
 #[test]
 fn two_readers_of_one_handle_are_both_woken_whatever_order_they_read_in() {
-    let _watchdog = Watchdog::new("two_readers", HANG);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let (a, mut b) = UnixStream::pair().unwrap();
-            let a = Arc::new(a);
-            let (results, got) = spindle::channel::unbounded();
-            let mut readers = Vec::new();
-            for _ in 0..2 {
-                let (a, results) = (a.clone(), results.clone());
-                let reader = spindle::spawn(move || {
-                    let mut buf = [0u8; 64];
-                    let n = (&*a).read(&mut buf);
-                    let me = spindle::thread::current().id();
-                    results.send((me, n.map(|n| buf[..n].to_vec()))).unwrap();
-                });
-                // The first takes the registration's slot, the second waits another way.
-                wait_until_parked(reader.thread().id(), WaitReason::UnixRead);
-                readers.push(reader);
-            }
-            b.write_all(b"one").unwrap();
-            let (first, read) = got.recv().unwrap();
-            assert_eq!(read.unwrap(), b"one");
-            // The other was woken too, found nothing, and must wait again where the next
-            // event finds it.
-            let other = readers.iter().find(|r| r.thread().id() != first).unwrap();
-            wait_until_parked(other.thread().id(), WaitReason::UnixRead);
-            b.write_all(b"two").unwrap();
-            let (_, read) = got.recv().unwrap();
-            assert_eq!(read.expect("the second reader missed its wakeup"), b"two");
-            for r in readers {
-                r.join().unwrap();
-            }
-        });
-    }
+    on_each_backend("two_readers", || {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let a = Arc::new(a);
+        let (results, got) = spindle::channel::unbounded();
+        let mut readers = Vec::new();
+        for _ in 0..2 {
+            let (a, results) = (a.clone(), results.clone());
+            let reader = spindle::spawn(move || {
+                let mut buf = [0u8; 64];
+                let n = (&*a).read(&mut buf);
+                let me = spindle::thread::current().id();
+                results.send((me, n.map(|n| buf[..n].to_vec()))).unwrap();
+            });
+            // The first takes the registration's slot, the second waits another way.
+            wait_until_parked(reader.thread().id(), WaitReason::UnixRead);
+            readers.push(reader);
+        }
+        b.write_all(b"one").unwrap();
+        let (first, read) = got.recv().unwrap();
+        assert_eq!(read.unwrap(), b"one");
+        // The other was woken too, found nothing, and must wait again where the next
+        // event finds it.
+        let other = readers.iter().find(|r| r.thread().id() != first).unwrap();
+        wait_until_parked(other.thread().id(), WaitReason::UnixRead);
+        b.write_all(b"two").unwrap();
+        let (_, read) = got.recv().unwrap();
+        assert_eq!(read.expect("the second reader missed its wakeup"), b"two");
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
 }
 
 /// Makes the calling thread's first read on `reader` wait (which registers it), fed five
@@ -128,47 +134,40 @@ where
 
 #[test]
 fn a_vectored_read_capped_at_1024_slices_does_not_hide_the_rest() {
-    let _watchdog = Watchdog::new("capped_readv", HANG);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let (a, b) = tcp_pair();
-            let b = first_read_waits(&a, b, WaitReason::TcpRead);
-            (&b).write_all(&[7u8; 2000]).unwrap();
-            // 1025 one-byte slices: std passes the first 1024, and the read comes back
-            // "short" of 1025 with 976 bytes still queued; no edge will come for them.
-            let mut bytes = [[0u8; 1]; 1025];
-            let mut slices: Vec<IoSliceMut> =
-                bytes.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            let mut got = (&a).read_vectored(&mut slices).unwrap();
-            let mut rest = [0u8; 4096];
-            while got < 2000 {
-                got += (&a).read(&mut rest).expect("the bytes left were not seen");
-            }
-            assert_eq!(got, 2000);
-        });
-    }
+    on_each_backend("capped_readv", || {
+        let (a, b) = tcp_pair();
+        let b = first_read_waits(&a, b, WaitReason::TcpRead);
+        (&b).write_all(&[7u8; 2000]).unwrap();
+        // 1025 one-byte slices: std passes the first 1024, and the read comes back
+        // "short" of 1025 with 976 bytes still queued; no edge will come for them.
+        let mut bytes = [[0u8; 1]; 1025];
+        let mut slices: Vec<IoSliceMut> = bytes.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        let mut got = (&a).read_vectored(&mut slices).unwrap();
+        let mut rest = [0u8; 4096];
+        while got < 2000 {
+            got += (&a).read(&mut rest).expect("the bytes left were not seen");
+        }
+        assert_eq!(got, 2000);
+    });
 }
 
 #[test]
 fn a_unix_read_cut_short_by_passed_descriptors_does_not_hide_the_rest() {
-    let _watchdog = Watchdog::new("unix_scm_rights", HANG);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let (a, b) = UnixStream::pair().unwrap();
-            let b = first_read_waits(&a, b, WaitReason::UnixRead);
-            let mut buf = [0u8; 16];
-            // Three messages, the middle one carrying a descriptor: a read stops after it.
-            (&b).write_all(b"ab").unwrap();
-            send_with_descriptor(b.as_raw_fd(), b"cd");
-            (&b).write_all(b"ef").unwrap();
-            let mut got = Vec::new();
-            while got.len() < 6 {
-                let n = (&a).read(&mut buf).expect("the bytes left were not seen");
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(got, b"abcdef");
-        });
-    }
+    on_each_backend("unix_scm_rights", || {
+        let (a, b) = UnixStream::pair().unwrap();
+        let b = first_read_waits(&a, b, WaitReason::UnixRead);
+        let mut buf = [0u8; 16];
+        // Three messages, the middle one carrying a descriptor: a read stops after it.
+        (&b).write_all(b"ab").unwrap();
+        send_with_descriptor(b.as_raw_fd(), b"cd");
+        (&b).write_all(b"ef").unwrap();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            let n = (&a).read(&mut buf).expect("the bytes left were not seen");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"abcdef");
+    });
 }
 
 /// Sends `data` on the Unix socket `fd` with its own descriptor attached (`SCM_RIGHTS`).
@@ -207,95 +206,86 @@ fn send_with_descriptor(fd: i32, data: &[u8]) {
 
 #[test]
 fn a_socket_error_that_is_no_end_neither_spins_nor_ends_reads() {
-    let _watchdog = Watchdog::new("error_queue", HANG);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let (a, b) = tcp_pair();
-            let b = first_read_waits(&a, b, WaitReason::TcpRead);
-            a.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let mut buf = [0u8; 16];
-            // Transmit timestamps go to the error queue, which reports EPOLLERR.
-            let flags = (libc::SOF_TIMESTAMPING_TX_SCHED
-                | libc::SOF_TIMESTAMPING_TX_SOFTWARE
-                | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
-            // SAFETY: a valid socket, and a c_int option of the size given.
-            let set = unsafe {
-                libc::setsockopt(
-                    a.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_TIMESTAMPING,
-                    &flags as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as u32,
-                )
-            };
-            assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
-            (&a).write_all(b"ping").unwrap();
-            let ran = Arc::new(AtomicBool::new(false));
-            let other = {
-                let ran = ran.clone();
-                spindle::spawn(move || ran.store(true, SeqCst))
-            };
-            // Nothing to read: the read times out (a spin would never return), and the other
-            // thread runs meanwhile.
-            let err = (&a).read(&mut buf).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
-            other.join().unwrap();
-            assert!(ran.load(SeqCst));
-            // The stream still works: data after the error event is read.
-            (&b).write_all(b"pong").unwrap();
-            a.set_read_timeout(None).unwrap();
-            assert_eq!((&a).read(&mut buf).unwrap(), 4);
-            assert_eq!(&buf[..4], b"pong");
-        });
-    }
+    on_each_backend("error_queue", || {
+        let (a, b) = tcp_pair();
+        let b = first_read_waits(&a, b, WaitReason::TcpRead);
+        a.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        // Transmit timestamps go to the error queue, which reports EPOLLERR.
+        let flags = (libc::SOF_TIMESTAMPING_TX_SCHED
+            | libc::SOF_TIMESTAMPING_TX_SOFTWARE
+            | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
+        // SAFETY: a valid socket, and a c_int option of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPING,
+                &flags as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        (&a).write_all(b"ping").unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let other = {
+            let ran = ran.clone();
+            spindle::spawn(move || ran.store(true, SeqCst))
+        };
+        // Nothing to read: the read times out (a spin would never return), and the other
+        // thread runs meanwhile.
+        let err = (&a).read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+        other.join().unwrap();
+        assert!(ran.load(SeqCst));
+        // The stream still works: data after the error event is read.
+        (&b).write_all(b"pong").unwrap();
+        a.set_read_timeout(None).unwrap();
+        assert_eq!((&a).read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"pong");
+    });
 }
 
 #[test]
 fn a_tcp_read_cut_short_at_the_urgent_mark_does_not_hide_the_rest() {
-    let _watchdog = Watchdog::new("urgent_mark", HANG);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let (a, b) = tcp_pair();
-            let b = first_read_waits(&a, b, WaitReason::TcpRead);
-            (&b).write_all(b"ab").unwrap();
-            // SAFETY: a valid socket and a one-byte buffer.
-            let sent = unsafe { libc::send(b.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
-            assert_eq!(sent, 1, "{}", std::io::Error::last_os_error());
-            (&b).write_all(b"cd").unwrap();
-            // Let the reactor deliver the event before the read looks: a read then stops short
-            // at the urgent mark with "cd" queued, and no edge will come for them.
-            spindle::sleep(Duration::from_millis(1));
-            let mut buf = [0u8; 16];
-            let mut got = Vec::new();
-            while got.len() < 4 {
-                let n = (&a).read(&mut buf).unwrap();
-                got.extend_from_slice(&buf[..n]);
-            }
-            // The urgent byte is out of band (SO_OOBINLINE is off): the stream skips it.
-            assert_eq!(got, b"abcd");
-        });
-    }
+    on_each_backend("urgent_mark", || {
+        let (a, b) = tcp_pair();
+        let b = first_read_waits(&a, b, WaitReason::TcpRead);
+        (&b).write_all(b"ab").unwrap();
+        // SAFETY: a valid socket and a one-byte buffer.
+        let sent = unsafe { libc::send(b.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(sent, 1, "{}", std::io::Error::last_os_error());
+        (&b).write_all(b"cd").unwrap();
+        // Let the reactor deliver the event before the read looks: a read then stops short
+        // at the urgent mark with "cd" queued, and no edge will come for them.
+        spindle::sleep(Duration::from_millis(1));
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let n = (&a).read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        // The urgent byte is out of band (SO_OOBINLINE is off): the stream skips it.
+        assert_eq!(got, b"abcd");
+    });
 }
 
 #[test]
 fn a_dropped_stream_closes_its_socket_while_its_worker_stays_busy() {
-    let _watchdog = Watchdog::new("dropped_stream_closes", HANG);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let (a, b) = UnixStream::pair().unwrap();
-            let b = first_read_waits(&a, b, WaitReason::UnixRead);
-            let peer = std::thread::spawn(move || {
-                let mut buf = [0u8; 8];
-                (&b).read(&mut buf).unwrap()
-            });
-            // The worker's kernel thread blocks in the join, so its reactor does not poll:
-            // the socket must close now, not at the worker's next poll (io_uring: the
-            // registration's poll holds the file).
-            drop(a);
-            assert_eq!(peer.join().unwrap(), 0, "the peer read data, not the end");
+    on_each_backend("dropped_stream_closes", || {
+        let (a, b) = UnixStream::pair().unwrap();
+        let b = first_read_waits(&a, b, WaitReason::UnixRead);
+        let peer = std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            (&b).read(&mut buf).unwrap()
         });
-    }
+        // The worker's kernel thread blocks in the join, so its reactor does not poll:
+        // the socket must close now, not at the worker's next poll (io_uring: the
+        // registration's poll holds the file).
+        drop(a);
+        assert_eq!(peer.join().unwrap(), 0, "the peer read data, not the end");
+    });
 }
 
 /// Registered streams of one worker, more than its io_uring completion queue holds.
@@ -303,59 +293,56 @@ const CROWD: usize = 5_000;
 
 #[test]
 fn registrations_go_on_reporting_after_the_completion_queue_overflowed() {
-    let _watchdog = Watchdog::new("completion_queue_overflow", HANG);
     // Two descriptors per stream pair, and the test harness's own.
     common::raise_nofile(2 * CROWD as u64 + 256);
-    for rt in runtimes() {
-        rt.block_on(|| {
-            let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let (got, received) = spindle::channel::unbounded();
-            let mut writers = Vec::new();
-            let mut readers = Vec::new();
+    on_each_backend("completion_queue_overflow", || {
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (got, received) = spindle::channel::unbounded();
+        let mut writers = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..CROWD {
+            let (a, b) = UnixStream::pair().unwrap();
+            writers.push(b);
+            let (waiting, got) = (waiting.clone(), got.clone());
+            readers.push(spindle::spawn(move || {
+                for round in 0..2u8 {
+                    // Counted before the read: a reader counted and not running again
+                    // has registered and parked (one kernel thread runs all of them).
+                    waiting.fetch_add(1, SeqCst);
+                    let mut byte = [0u8; 1];
+                    (&a).read_exact(&mut byte).unwrap();
+                    assert_eq!(byte[0], round);
+                    got.send(()).unwrap();
+                }
+            }));
+        }
+        let writers = Arc::new(writers);
+        for round in 0..2u8 {
+            while waiting.load(SeqCst) < (usize::from(round) + 1) * CROWD {
+                spindle::yield_now();
+            }
+            // A kernel thread writes to every stream while this thread blocks the
+            // worker's kernel thread in the join, so that it does not poll: the
+            // completions pile up beyond the queue's 4,096 entries, and the kernel ends
+            // the polls whose completion did not fit. (That the reactor re-arms them,
+            // rather than giving them up for one-shot waits, is not visible here: both
+            // lose nothing, which is what this checks.)
+            let writers = writers.clone();
+            std::thread::spawn(move || {
+                for w in writers.iter() {
+                    (&*w).write_all(&[round]).unwrap();
+                }
+            })
+            .join()
+            .unwrap();
+            // Every reader hears of its byte, in the first round from completions kept
+            // in the overflow list, in the second from polls re-armed after it.
             for _ in 0..CROWD {
-                let (a, b) = UnixStream::pair().unwrap();
-                writers.push(b);
-                let (waiting, got) = (waiting.clone(), got.clone());
-                readers.push(spindle::spawn(move || {
-                    for round in 0..2u8 {
-                        // Counted before the read: a reader counted and not running again
-                        // has registered and parked (one kernel thread runs all of them).
-                        waiting.fetch_add(1, SeqCst);
-                        let mut byte = [0u8; 1];
-                        (&a).read_exact(&mut byte).unwrap();
-                        assert_eq!(byte[0], round);
-                        got.send(()).unwrap();
-                    }
-                }));
+                received.recv().unwrap();
             }
-            let writers = Arc::new(writers);
-            for round in 0..2u8 {
-                while waiting.load(SeqCst) < (usize::from(round) + 1) * CROWD {
-                    spindle::yield_now();
-                }
-                // A kernel thread writes to every stream while this thread blocks the
-                // worker's kernel thread in the join, so that it does not poll: the
-                // completions pile up beyond the queue's 4,096 entries, and the kernel ends
-                // the polls whose completion did not fit. (That the reactor re-arms them,
-                // rather than giving them up for one-shot waits, is not visible here: both
-                // lose nothing, which is what this checks.)
-                let writers = writers.clone();
-                std::thread::spawn(move || {
-                    for w in writers.iter() {
-                        (&*w).write_all(&[round]).unwrap();
-                    }
-                })
-                .join()
-                .unwrap();
-                // Every reader hears of its byte, in the first round from completions kept
-                // in the overflow list, in the second from polls re-armed after it.
-                for _ in 0..CROWD {
-                    received.recv().unwrap();
-                }
-            }
-            for r in readers {
-                r.join().unwrap();
-            }
-        });
-    }
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
 }

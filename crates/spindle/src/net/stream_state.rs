@@ -86,13 +86,22 @@ const NONE: u64 = 0;
 const MAX_PROOF: usize = 1 << 30;
 
 /// The socket a stream reads: whether a read that comes back short proves its receive
-/// queue empty (`io/reactor/registration.rs`).
+/// queue empty (`io/reactor/registration.rs`), and what dumps say its reads wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadKind {
     /// Yes, below [`MAX_PROOF`] and before any urgent data.
     Tcp,
     /// No: reads stop at the boundaries of passed descriptors and credentials.
     Unix,
+}
+
+impl ReadKind {
+    fn reason(self) -> WaitReason {
+        match self {
+            ReadKind::Tcp => WaitReason::TcpRead,
+            ReadKind::Unix => WaitReason::UnixRead,
+        }
+    }
 }
 
 /// The bytes a vectored read into `bufs` is given: std passes the kernel the first
@@ -234,14 +243,20 @@ impl StreamState {
         &self,
         fd: BorrowedFd<'_>,
         reads: ReadKind,
-        reason: WaitReason,
         len: usize,
         op: impl FnMut() -> io::Result<usize>,
     ) -> io::Result<usize> {
         let wait_first = len > 0 && self.read_drained.load(Relaxed);
         // Whether a short read proves the queue empty (`io/reactor/registration.rs`).
         let proves_empty = |&n: &usize| reads == ReadKind::Tcp && len < MAX_PROOF && n < len;
-        let n = self.retry(fd, Interest::Read, reason, wait_first, proves_empty, op)?;
+        let n = self.retry(
+            fd,
+            Interest::Read,
+            reads.reason(),
+            wait_first,
+            proves_empty,
+            op,
+        )?;
         let drained = n < len;
         // For `len > 0`, `wait_first` is the hint as it was: store only a change (a store
         // dirties the line other handles' threads may read). An empty read leaves it alone.

@@ -214,24 +214,18 @@ impl UnixStream {
 
     fn read_impl(&self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
-        self.state.read(
-            self.inner.as_fd(),
-            ReadKind::Unix,
-            WaitReason::UnixRead,
-            len,
-            || (&self.inner).read(buf),
-        )
+        self.state
+            .read(self.inner.as_fd(), ReadKind::Unix, len, || {
+                (&self.inner).read(buf)
+            })
     }
 
     fn read_vectored_impl(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let len = vectored_len(bufs);
-        self.state.read(
-            self.inner.as_fd(),
-            ReadKind::Unix,
-            WaitReason::UnixRead,
-            len,
-            || (&self.inner).read_vectored(bufs),
-        )
+        self.state
+            .read(self.inner.as_fd(), ReadKind::Unix, len, || {
+                (&self.inner).read_vectored(bufs)
+            })
     }
 
     fn write_impl(&self, buf: &[u8]) -> io::Result<usize> {

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
 
-use super::registration::{Event, Registration};
+use super::registration::{self, Event, Registration};
 use super::{park_until_ready, timespec, Interest};
 use crate::park::WaitReason;
 use crate::sched::context;
@@ -193,8 +193,7 @@ impl EpollReactor {
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
         let registration = Arc::new(Registration::new(true));
         let raw = Arc::into_raw(registration.clone());
-        let flags =
-            EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::PRI | EventFlags::ET;
+        let flags = EventFlags::from_bits_retain(registration::POLL_BITS) | EventFlags::ET;
         let data = EventData::new_u64(raw as usize as u64 | REGISTRATION_TAG);
         if let Err(e) = epoll::add(&self.epoll, fd, data, flags) {
             // SAFETY: the reference made for the epoll above, which never got it.

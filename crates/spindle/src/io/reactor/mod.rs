@@ -39,6 +39,7 @@ pub(crate) mod uring;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,18 +150,18 @@ impl Reactor {
 }
 
 /// One count held in a counter while it lives.
-pub(crate) struct WaitCount<'a>(&'a std::sync::atomic::AtomicUsize);
+pub(crate) struct WaitCount<'a>(&'a AtomicUsize);
 
 impl<'a> WaitCount<'a> {
-    fn new(counter: &'a std::sync::atomic::AtomicUsize) -> WaitCount<'a> {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn new(counter: &'a AtomicUsize) -> WaitCount<'a> {
+        counter.fetch_add(1, Relaxed);
         WaitCount(counter)
     }
 }
 
 impl Drop for WaitCount<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -239,12 +240,21 @@ fn park_until_ready(
         if ready() {
             return true;
         }
-        match deadline {
-            None => park::park(reason),
-            Some(d) if Instant::now() >= d => return false,
-            Some(d) => park::park_until(reason, d),
+        if !park_once(reason, deadline) {
+            return false;
         }
     }
+}
+
+/// Parks the calling thread once, until unparked or `deadline`; false, without parking, if
+/// the deadline has passed already.
+fn park_once(reason: WaitReason, deadline: Option<Instant>) -> bool {
+    match deadline {
+        None => park::park(reason),
+        Some(d) if Instant::now() >= d => return false,
+        Some(d) => park::park_until(reason, d),
+    }
+    true
 }
 
 /// The `timespec` for a relative timeout.

@@ -153,6 +153,12 @@ fn ready_bits(interest: Interest) -> usize {
     bit(interest) | closed_bit(interest)
 }
 
+/// What a registration asks the kernel to report, as `POLL*` bits (the `EPOLL*` bits share
+/// their values): either direction, the peer's shutdown, urgent data. Errors and hang-ups
+/// are reported anyway.
+pub(crate) const POLL_BITS: u32 =
+    (libc::POLLIN | libc::POLLOUT | libc::POLLPRI | libc::POLLRDHUP) as u32;
+
 /// What one event reported.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Event {
@@ -365,10 +371,8 @@ mod waiting {
                 return Some(true);
             }
             let _shown = park::ShowWaitFd::new(fd.as_raw_fd());
-            match deadline {
-                None => park::park(reason),
-                Some(d) if Instant::now() >= d => return Some(false),
-                Some(d) => park::park_until(reason, d),
+            if !super::super::park_once(reason, deadline) {
+                return Some(false);
             }
             Some(ready() || deadline.is_none_or(|d| Instant::now() < d))
         }

@@ -135,7 +135,7 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use rustix::event::{eventfd, EventfdFlags};
 
-use super::registration::{Event, Registration};
+use super::registration::{self, Event, Registration};
 use super::{park_until_ready, Interest, Reactor};
 use crate::fork::Provenance;
 use crate::park::WaitReason;
@@ -150,11 +150,6 @@ const CANCEL_KEY: u64 = 1;
 
 /// Set in the `user_data` of a registration's poll (module docs).
 const REGISTRATION_TAG: u64 = 2;
-
-/// What a registration's poll waits for: what epoll's registrations ask (`epoll.rs`);
-/// errors and hang-ups are always reported.
-const REGISTRATION_MASK: u32 =
-    (libc::POLLIN | libc::POLLOUT | libc::POLLPRI | libc::POLLRDHUP) as u32;
 
 // The tag and the fixed keys are told apart by the low bits of 8-byte aligned records.
 const _: () =
@@ -669,7 +664,7 @@ impl UringReactor {
 
 /// The multishot poll of a registration on `fd`, with the ring's reference `registration`.
 fn registration_poll(fd: i32, registration: *const Registration) -> squeue::Entry {
-    opcode::PollAdd::new(Fd(fd), REGISTRATION_MASK)
+    opcode::PollAdd::new(Fd(fd), registration::POLL_BITS)
         .multi(true)
         .build()
         .user_data(registration as u64 | REGISTRATION_TAG)
