@@ -196,6 +196,7 @@ mod test_support;
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 pub(crate) use alt_stack::{alt_stack_is_roomy, has_alt_stack};
 pub(crate) use green_stack::{resident_bytes, GreenStack};
@@ -219,12 +220,23 @@ pub(crate) const MAX_STACK_SIZE: usize = 1024 * 1024 * 1024;
 
 const _: () = assert!(MIN_STACK_SIZE >= corosensei::stack::MIN_STACK_SIZE);
 
-/// The size of a memory page, in bytes.
+/// The size of a memory page, in bytes: asked once, then a load.
 ///
-/// rustix reads it from the auxiliary vector once and caches it; this is a load.
+/// rustix asks libc for it (`use-libc-auxv`, so that valgrind can run spindle: HACKING.md),
+/// and libc's answer is a `sysconf` call of some fifty instructions; spawns ask several times.
 #[inline]
 pub(crate) fn page_size() -> usize {
-    rustix::param::page_size()
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    #[cold]
+    fn ask(cache: &AtomicUsize) -> usize {
+        let size = rustix::param::page_size();
+        cache.store(size, Relaxed);
+        size
+    }
+    match PAGE_SIZE.load(Relaxed) {
+        0 => ask(&PAGE_SIZE),
+        size => size,
+    }
 }
 
 /// Rounds `bytes` up to a multiple of the page size. `bytes` must be at most
