@@ -295,13 +295,19 @@ impl StreamState {
             Interest::Write => Timeout::Send,
         };
         let timeout = || self.timeout(fd, which);
-        let Some(worker) = green_worker() else {
+        // The worker of the calling green thread, borrowed for the look below (a handle
+        // registered already touches no reference count on its way to the call).
+        let here = context::current_green().and(context::current_worker());
+        let Some(here) = here else {
             return retry_from(fd, interest, reason, wait_first, timeout, op);
         };
         let registered = match self.registered.get() {
-            Some(r) if Arc::ptr_eq(&r.worker, &worker) => r,
+            Some(r) if here.drives(&r.worker) => r,
             Some(_) => return retry_from(fd, interest, reason, wait_first, timeout, op),
             None => {
+                // Taken before the call below: with migration on, the thread may go on
+                // elsewhere after a system call, and `here` is only for right away.
+                let worker = here.shared().clone();
                 // Register at the first wait: a call that need not wait costs nothing more.
                 if !wait_first {
                     match op() {
@@ -338,12 +344,6 @@ impl StreamState {
         let here = context::current_worker()?;
         here.drives(&registered.worker).then_some(registered)
     }
-}
-
-/// The worker of the calling green thread, if it is one.
-fn green_worker() -> Option<Arc<WorkerShared>> {
-    context::current_green()?;
-    Some(context::current_worker()?.shared().clone())
 }
 
 /// [`retry_from`] on a persistent registration: calls are tried when the registration says

@@ -113,9 +113,7 @@ impl Reactor {
             Reactor::Uring(r) => r.poll(timeout),
         }
     }
-}
 
-impl Reactor {
     /// Registers `fd` for good (`registration.rs`). Called on a green thread of this
     /// reactor's worker.
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {

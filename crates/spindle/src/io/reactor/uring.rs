@@ -633,32 +633,28 @@ impl UringReactor {
         }
         // The last completion: the poll was cancelled (by the handle, the kernel at its
         // submitter's exit, or the drain), ended by a full completion queue, or failed.
-        let rearmed = {
-            let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-            let fd = r.ring_fd.load(Relaxed);
+        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = r.ring_fd.load(Relaxed);
+        if fd >= 0 && !self.draining.load(Relaxed) {
             let cancelled_or_full = result >= 0 || result == -libc::ECANCELED;
             let rearm = || {
                 // SAFETY: as in `register`: the ring's reference passes to the new poll.
-                unsafe { self.push_locked(&locked, &registration_poll(fd, registration)) }.is_ok()
+                unsafe { self.push_locked(&locked, &registration_poll(fd, registration)) }
             };
-            if fd < 0 || self.draining.load(Relaxed) {
-                r.ring_fd.store(-1, Relaxed);
-                false
-            } else if cancelled_or_full && rearm() {
-                true
-            } else {
-                // Cannot poll the socket: give it up (every call then waits one-shot).
-                r.ring_fd.store(-1, Relaxed);
-                drop(locked);
-                r.deliver(Event::given_up());
-                false
+            if cancelled_or_full && rearm().is_ok() {
+                return;
             }
-        };
-        if !rearmed {
-            self.polls.fetch_sub(1, Relaxed);
-            // SAFETY: the ring's reference, given back once: no poll holds it any more.
-            drop(unsafe { Arc::from_raw(registration) });
+            // Cannot poll the socket: give it up (every call then waits one-shot).
+            r.ring_fd.store(-1, Relaxed);
+            drop(locked);
+            r.deliver(Event::given_up());
+        } else {
+            r.ring_fd.store(-1, Relaxed);
+            drop(locked);
         }
+        self.polls.fetch_sub(1, Relaxed);
+        // SAFETY: the ring's reference, given back once: no poll holds it any more.
+        drop(unsafe { Arc::from_raw(registration) });
     }
 }
 
