@@ -43,8 +43,7 @@
 //!   clears the mark, as does a TCP read that comes back short where that proves the
 //!   queue empty (which takes the short-read hint's place); the next call waits for the
 //!   reactor to mark it again. Where a short read proves nothing (a Unix stream, urgent
-//!   data, a read of a GiB or more, any read on io_uring, whose events cannot tell urgent
-//!   data apart) the next read tries its call first. The handle deregisters
+//!   data, a read of a GiB or more) the next read tries its call first. The handle deregisters
 //!   when dropped, before its socket closes (the stream types declare their state before
 //!   their socket for that). Waits on other workers and on kernel threads wait as before.
 //!
@@ -142,10 +141,7 @@ impl Drop for Registered {
         }
         // SAFETY: the stream types drop their state before their socket, so `fd` is open.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
-        let on_driver = context::current_worker().is_some_and(|w| w.drives(&self.worker));
-        self.worker
-            .reactor
-            .deregister(fd, &self.registration, on_driver);
+        self.worker.reactor.deregister(fd, &self.registration);
     }
 }
 

@@ -29,6 +29,10 @@
 //!   low bit of the key, set for registrations (both are pointers to 8-byte aligned
 //!   records). A one-shot wait on a descriptor registered so gets `EEXIST` and waits on a
 //!   `dup`, as above.
+//! - **Streams of the io_uring backend.** The io_uring reactor registers streams in an
+//!   epoll instance of this kind too, one without a wake eventfd
+//!   ([`EpollReactor::for_registrations`]), and polls it when the ring reports it readable
+//!   (`uring.rs`, "Descriptors and files", says why).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -59,7 +63,8 @@ const EVENTS_PER_WAIT: usize = 64;
 /// One worker's epoll instance and wake eventfd.
 pub(crate) struct EpollReactor {
     epoll: OwnedFd,
-    wake: OwnedFd,
+    /// `None` in an instance that only holds registrations for the io_uring reactor.
+    wake: Option<OwnedFd>,
     /// Descriptor waits registered and not yet deregistered, and threads waiting on a
     /// persistent registration: a busy worker skips its poll while there are none.
     registered: AtomicUsize,
@@ -76,21 +81,28 @@ pub(crate) struct IoWait {
 
 impl EpollReactor {
     pub(crate) fn new() -> io::Result<EpollReactor> {
-        let err = |what: &str, e: rustix::io::Errno| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("cannot make a worker's reactor: {what}: {e}"),
-            )
-        };
-        let epoll =
-            epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| err("epoll_create1", e))?;
+        let mut reactor = Self::for_registrations()?;
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-            .map_err(|e| err("eventfd", e))?;
-        epoll::add(&epoll, &wake, EventData::new_u64(WAKE_KEY), EventFlags::IN)
-            .map_err(|e| err("epoll_ctl", e))?;
+            .map_err(|e| creation_error("eventfd", e))?;
+        epoll::add(
+            &reactor.epoll,
+            &wake,
+            EventData::new_u64(WAKE_KEY),
+            EventFlags::IN,
+        )
+        .map_err(|e| creation_error("epoll_ctl", e))?;
+        reactor.wake = Some(wake);
+        Ok(reactor)
+    }
+
+    /// An epoll instance without a wake eventfd, for the streams the io_uring reactor
+    /// registers (module docs). Its owner sleeps elsewhere and polls it with a zero timeout.
+    pub(crate) fn for_registrations() -> io::Result<EpollReactor> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)
+            .map_err(|e| creation_error("epoll_create1", e))?;
         Ok(EpollReactor {
             epoll,
-            wake,
+            wake: None,
             registered: AtomicUsize::new(0),
             released: Mutex::new(Vec::new()),
         })
@@ -98,8 +110,15 @@ impl EpollReactor {
 
     /// See [`super::Reactor::wake`].
     pub(crate) fn wake(&self) {
-        // EAGAIN (the counter is saturated) means a wake is pending anyway.
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+        if let Some(wake) = &self.wake {
+            // EAGAIN (the counter is saturated) means a wake is pending anyway.
+            let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// The epoll instance, for its owner to wait on (it is readable while an event waits).
+    pub(crate) fn epoll_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 
     /// Whether a busy worker should poll: some descriptor wait is registered.
@@ -121,8 +140,10 @@ impl EpollReactor {
         for event in events.iter() {
             let key = event.data.u64();
             if key == WAKE_KEY {
-                let mut buf = [0u8; 8];
-                let _ = rustix::io::read(&self.wake, &mut buf);
+                if let Some(wake) = &self.wake {
+                    let mut buf = [0u8; 8];
+                    let _ = rustix::io::read(wake, &mut buf);
+                }
                 continue;
             }
             if key & REGISTRATION_TAG != 0 {
@@ -191,7 +212,7 @@ impl EpollReactor {
     /// Registers `fd` for good, edge-triggered, for reading and writing
     /// (`registration.rs`). Fails with `EEXIST` while a one-shot wait on `fd` is registered.
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
-        let registration = Arc::new(Registration::new(true));
+        let registration = Arc::new(Registration::new());
         let raw = Arc::into_raw(registration.clone());
         let flags = EventFlags::from_bits_retain(registration::POLL_BITS) | EventFlags::ET;
         let data = EventData::new_u64(raw as usize as u64 | REGISTRATION_TAG);
@@ -223,7 +244,7 @@ impl EpollReactor {
     }
 
     /// Drops the epoll's references to registrations deregistered since the last poll.
-    fn drop_released(&self) {
+    pub(crate) fn drop_released(&self) {
         let released = {
             let mut list = self.released.lock().unwrap_or_else(|e| e.into_inner());
             if list.is_empty() {
@@ -245,6 +266,14 @@ impl Drop for EpollReactor {
         // Every registration holds its worker, so all are deregistered by now.
         self.drop_released();
     }
+}
+
+/// The error of a reactor that cannot be made: `what` failed with `e`.
+fn creation_error(what: &str, e: rustix::io::Errno) -> io::Error {
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("cannot make a worker's reactor: {what}: {e}"),
+    )
 }
 
 /// Deregisters a descriptor wait when the waiting frame ends, however it ends.

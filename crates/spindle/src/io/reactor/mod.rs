@@ -18,8 +18,8 @@
 //!   registered), collects what is ready and unparks the waiting threads.
 //! - **Registering for good**: a stream registers its socket once, at its first wait, and
 //!   keeps the readiness the reactor reports in a `Registration` (`registration.rs`): an
-//!   edge-triggered epoll registration, or a multishot io_uring poll; its waits then
-//!   register nothing.
+//!   edge-triggered epoll registration (on the io_uring backend too, in an epoll instance
+//!   the ring watches); its waits then register nothing.
 //! - **Never starving I/O**: that busy check is [`Reactor::has_pending`] then a zero-timeout
 //!   [`Reactor::poll`].
 //!
@@ -82,7 +82,7 @@ impl Reactor {
     pub(crate) fn has_pending(&self) -> bool {
         match self {
             Reactor::Epoll(r) => r.has_registrations(),
-            Reactor::Uring(r) => r.has_in_flight(),
+            Reactor::Uring(r) => r.has_waiters(),
         }
     }
 
@@ -124,16 +124,11 @@ impl Reactor {
     }
 
     /// Ends the registration of `fd`, which must still be open (`registration.rs`,
-    /// "Lifetime"); `on_driver`: the calling kernel thread drives this reactor's worker.
-    pub(crate) fn deregister(
-        &self,
-        fd: BorrowedFd<'_>,
-        registration: &Arc<Registration>,
-        on_driver: bool,
-    ) {
+    /// "Lifetime").
+    pub(crate) fn deregister(&self, fd: BorrowedFd<'_>, registration: &Arc<Registration>) {
         match self {
             Reactor::Epoll(r) => r.deregister(fd, registration),
-            Reactor::Uring(r) => r.deregister(registration, on_driver),
+            Reactor::Uring(r) => r.deregister(fd, registration),
         }
     }
 

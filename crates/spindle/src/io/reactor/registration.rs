@@ -10,9 +10,9 @@
 //! the socket, an entry on its wait queue) and tears down each time. A stream
 //! (`net/stream_state.rs`) therefore registers its socket once, edge-triggered, for reading
 //! and writing, the first time it must wait on a green thread, and keeps the registration
-//! until the handle is dropped: on epoll an `EPOLLET` registration, on io_uring a multishot
-//! poll request (edge-triggered too, the kernel's default for multishot polls), whose
-//! completions carry the same mask as epoll's events.
+//! until the handle is dropped: an `EPOLLET` registration, in the worker's epoll instance,
+//! or on the io_uring backend in an epoll instance the ring watches (`uring.rs` says why
+//! not a multishot poll of the ring: its completions cannot tell urgent data apart).
 //!
 //! # The readiness word
 //!
@@ -40,10 +40,7 @@
 //! *urgent* bit, set for good by the first event reporting it, that turns the proof off.
 //! Urgent data that came before the read reports `EPOLLPRI` in an event delivered either
 //! before the snapshot (the bit is seen) or after it (the tick moved: no clear; or the
-//! event comes after the clear and marks the data left after the mark ready). io_uring's
-//! poll completions cannot tell: their mask is the key of the socket's wake-up, which for
-//! any new data says `POLLPRI` too; so there the bit is set from the start, and a TCP read
-//! after a short one tries its call first (one `recv` that may fail). A Unix
+//! event comes after the clear and marks the data left after the mark ready). A Unix
 //! stream's reads also stop at the boundaries of passed descriptors and credentials,
 //! which the reader cannot see coming: a short read on one proves nothing.
 //!
@@ -72,35 +69,15 @@
 //!
 //! # Lifetime
 //!
-//! The registration is an `Arc`. Besides the handle's reference, the reactor holds one, as
-//! the event's data (epoll) or the poll request's `user_data` (io_uring). The handle, when
-//! dropped, deregisters the descriptor while it is still open (the handle drops its
-//! registration before its socket):
-//!
-//! - **epoll**: `EPOLL_CTL_DEL`, then it gives the epoll's reference to the reactor, which
-//!   drops it at the start of its next poll. That is after any event of this registration
-//!   that an `epoll_wait` had already returned has been handled: events are handled right
-//!   after the `epoll_wait` that returned them, by the one kernel thread driving the
-//!   worker, and no `epoll_wait` returns a registration after `EPOLL_CTL_DEL` returned.
-//! - **io_uring**: the ring's reference belongs to the one poll request of the registration
-//!   in flight, and only the request's last completion (without `IORING_CQE_F_MORE`) gives
-//!   it back. A multishot poll also ends without being asked to: when the completion queue
-//!   overflows, or when the kernel thread that submitted it exits (a worker handed to
-//!   another kernel thread). So the registration keeps the descriptor's number for the
-//!   reactor (`ring_fd`), and under the ring's submission lock two things happen, in
-//!   either order: the handle sets it to -1 and queues a cancel naming the registration;
-//!   the driver, reaping a last completion, re-arms the poll if the number is still there
-//!   (the ring's reference passing to the new request) and drops the reference if not.
-//!   Each last completion is followed by exactly one of the two, so one request at most is
-//!   in flight, and the reference comes back once. A re-arm queued just before the handle
-//!   let go is cancelled by its cancel, queued after it; should the number be reused
-//!   before the re-arm reaches the kernel, the poll watches another file (and holds it
-//!   open) until the cancel ends it, which only marks a registration nobody waits on. A
-//!   draining reactor (its worker exits) re-arms nothing. A last completion with an error
-//!   (not a cancel), or a re-arm that cannot be queued, makes the reactor give the
-//!   registration up: it sets the number to -1, drops its reference, and marks both
-//!   directions ready and closed, so that every call is tried and one that would block
-//!   waits one-shot (`net/stream_state.rs`) from then on.
+//! The registration is an `Arc`. Besides the handle's reference, the epoll instance holds
+//! one, as the event's data. The handle, when dropped, deregisters the descriptor while it
+//! is still open (the handle drops its registration before its socket): `EPOLL_CTL_DEL`,
+//! then it gives the epoll's reference to the reactor, which drops it at the start of its
+//! next look at the instance's events (or of its next busy check or sleep). That is after
+//! any event of this registration that an `epoll_wait` had already returned has been
+//! handled: events are handled right after the `epoll_wait` that returned them, by the one
+//! kernel thread driving the worker, and no `epoll_wait` returns a registration after
+//! `EPOLL_CTL_DEL` returned.
 //!
 //! A registration serves waits on its own worker only: another worker (many-to-many), or a
 //! green thread of another runtime, may wait on a reactor that nobody polls. Those waits,
@@ -109,7 +86,6 @@
 //! The `loom_models` check the tick: an event between a failed call and its `clear` is
 //! never lost.
 
-use std::sync::atomic::AtomicI32;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::time::Instant;
 
@@ -124,8 +100,7 @@ const WRITE_READY: usize = 2;
 const READ_CLOSED: usize = 4;
 /// Sticky: the socket hung up; writes never wait again.
 const WRITE_CLOSED: usize = 8;
-/// Sticky: TCP urgent data came, or the reactor cannot tell (io_uring); a short read does
-/// not prove the queue empty.
+/// Sticky: TCP urgent data came; a short read does not prove the queue empty.
 const URGENT: usize = 16;
 /// Every bit below the tick.
 const BITS: usize = 31;
@@ -190,18 +165,6 @@ impl Event {
         }
     }
 
-    /// Both directions ready and closed for good: every call is tried, and one that would
-    /// block waits one-shot (`net/stream_state.rs`). For a registration the reactor gave up.
-    pub(crate) fn given_up() -> Event {
-        Event {
-            readable: true,
-            writable: true,
-            read_closed: true,
-            write_closed: true,
-            urgent: true,
-        }
-    }
-
     fn bits(self) -> usize {
         let mut bits = 0;
         for (on, bit) in [
@@ -224,9 +187,6 @@ pub(crate) struct Registration {
     state: AtomicUsize,
     reader: crate::sync::spin_lock::SpinLock<Option<crate::Thread>>,
     writer: crate::sync::spin_lock::SpinLock<Option<crate::Thread>>,
-    /// io_uring only: the descriptor the reactor re-arms the poll on, -1 once the handle
-    /// deregistered (module docs, "Lifetime"). Read and written under the ring's lock.
-    pub(crate) ring_fd: AtomicI32,
 }
 
 /// The readiness word as loaded before a call; see [`Registration::clear`].
@@ -252,14 +212,12 @@ impl Snapshot {
 }
 
 impl Registration {
-    /// A registration whose events tell urgent data apart (`reports_urgent`), or not: its
-    /// short reads then never prove the receive queue empty.
-    pub(crate) fn new(reports_urgent: bool) -> Registration {
+    /// A registration nothing was reported for yet.
+    pub(crate) fn new() -> Registration {
         Registration {
-            state: AtomicUsize::new(if reports_urgent { 0 } else { URGENT }),
+            state: AtomicUsize::new(0),
             reader: crate::sync::spin_lock::SpinLock::new(None),
             writer: crate::sync::spin_lock::SpinLock::new(None),
-            ring_fd: AtomicI32::new(-1),
         }
     }
 
@@ -417,7 +375,7 @@ mod loom_models {
     #[test]
     fn an_event_between_a_failed_call_and_its_clear_is_kept() {
         loom::model(|| {
-            let shared = Arc::new((Registration::new(true), AtomicBool::new(false)));
+            let shared = Arc::new((Registration::new(), AtomicBool::new(false)));
             let kernel = {
                 let shared = shared.clone();
                 loom::thread::spawn(move || {

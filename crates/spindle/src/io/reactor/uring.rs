@@ -12,9 +12,8 @@
 //!    request is pushed. Only the completion gives it back: the worker's driver, reaping the
 //!    completion queue, turns the `user_data` back into the `Arc` (`Arc::from_raw`), stores
 //!    the result, sets `done` (Release), unparks the thread, and drops that reference. Since
-//!    the kernel posts exactly one completion per request (the only multishot requests are
-//!    the polls of registrations, below, whose `user_data` is tagged), each reference is
-//!    given back exactly once.
+//!    the kernel posts exactly one completion per request (this backend makes no multishot
+//!    requests), each reference is given back exactly once.
 //! 2. **The waiter's reference.** The green thread keeps its own `Arc` and parks until it
 //!    reads `done` (Acquire); from then on the result and the buffer are its own.
 //!
@@ -92,23 +91,29 @@
 //! `IORING_OP_READ`, `IORING_OP_WRITE` and `IORING_OP_FSYNC` on a buffer owned by the
 //! `Completion` (see `fs/uring_backend.rs`).
 //!
-//! A stream registers its socket for good instead ([`UringReactor::register`]): one
-//! multishot `IORING_OP_POLL_ADD` (Linux 5.13, below the 5.19 this backend needs anyway)
-//! whose `user_data` is an `Arc<Registration>` tagged with [`REGISTRATION_TAG`] (both
-//! kinds of record are 8-byte aligned; the two fixed keys are 0 and 1). Each completion's
-//! mask is delivered to the registration; the last one (without `IORING_CQE_F_MORE`)
-//! re-arms the poll or gives the ring's reference back, as `registration.rs` ("Lifetime")
-//! says. The polls of registrations count as in flight, so a busy worker reaps their
-//! completions (and the completion queue does not fill with them) while any socket is
-//! registered; but only threads waiting on a registration count as waiting for I/O
-//! (`has_waiters`).
+//! A stream registers its socket for good instead ([`UringReactor::register`]), and not
+//! with the ring: in an epoll instance the reactor keeps for that
+//! ([`super::epoll::EpollReactor::for_registrations`]), edge-triggered, as the epoll
+//! backend does (`registration.rs`). The reason is urgent data. A stream's read that comes
+//! back short proves the socket's receive queue empty, so that the next read waits for the
+//! next event instead of trying a `recv` that would fail, unless TCP urgent data stopped
+//! it at the urgent mark; the registration must therefore tell urgent data apart. epoll
+//! reports the socket's readiness as its `poll` computes it, `EPOLLPRI` only for urgent
+//! data; an io_uring poll completion reports the *key* of the socket's wake-up, which for
+//! any new data says `POLLPRI` too. A multishot poll of the ring (what this backend used
+//! before) therefore cost a keep-alive server one `recv` failing with `EAGAIN` per request
+//! that found the next one not there yet: `perf trace` of `spindle-lab bench http` counted
+//! 8,718 such failures beside 26,393 answered requests in many-to-one, and none on epoll.
 //!
-//! The poll holds the socket's file, and the socket must close when its handle does, not
-//! at the worker's next poll: on the worker's own kernel thread, a deregistration submits
-//! its cancel at once, and the kernel finishes the poll as that thread leaves
-//! `io_uring_enter`. Another kernel thread queues the cancel and wakes the driver (were it
-//! to submit, it would become the submitter of whatever else is queued), and the socket
-//! closes a moment later, when the driver has submitted it.
+//! The ring watches the epoll instance: before the driver sleeps, it queues a one-shot
+//! `IORING_OP_POLL_ADD` for the instance's descriptor (user data [`STREAMS_KEY`]), unless
+//! one is in flight; an instance with an event ready completes it at once. Whenever that
+//! poll has completed, and at every busy check while a thread waits on a registration,
+//! the driver collects the instance's events with a zero-timeout `epoll_wait`
+//! ([`super::epoll::EpollReactor::poll`]), which also drops the references of
+//! registrations deregistered since (`registration.rs`, "Lifetime", for epoll). A
+//! completed poll whose events were not all collected (more than one `epoll_wait`'s
+//! worth) is harmless: the next one completes at once.
 //!
 //! # Dropping the ring
 //!
@@ -117,9 +122,8 @@
 //! record holds its worker, which owns this reactor: as long as a request is in flight,
 //! the reactor cannot be dropped at all. So the worker, as it exits after cancelling its
 //! green threads, drains the ring ([`UringReactor::drain`]): it cancels everything still in
-//! flight (requests of cancelled waiters, registrations' polls, which it no longer re-arms,
-//! and the wake read) and reaps the completions, for
-//! up to [`DRAIN_LIMIT`]. Whatever has not completed by then is leaked (its `Completion`,
+//! flight (requests of cancelled waiters, the wake read and the poll of the streams'
+//! instance) and reaps the completions, for up to [`DRAIN_LIMIT`]. Whatever has not completed by then is leaked (its `Completion`,
 //! and with it the ring, and the wake buffer are never freed), which is safe, where freeing
 //! it would not be. Drop drains again, for a reactor whose worker never ran.
 
@@ -132,10 +136,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
-use io_uring::{cqueue, opcode, squeue, IoUring};
+use io_uring::{opcode, squeue, IoUring};
 use rustix::event::{eventfd, EventfdFlags};
 
-use super::registration::{self, Event, Registration};
+use super::epoll::EpollReactor;
+use super::registration::Registration;
 use super::{park_until_ready, Interest, Reactor};
 use crate::fork::Provenance;
 use crate::park::WaitReason;
@@ -148,12 +153,11 @@ const WAKE_KEY: u64 = 0;
 /// The `user_data` of cancel requests, whose completions say nothing the waiter needs.
 const CANCEL_KEY: u64 = 1;
 
-/// Set in the `user_data` of a registration's poll (module docs).
-const REGISTRATION_TAG: u64 = 2;
+/// The `user_data` of the poll of the streams' epoll instance (module docs).
+const STREAMS_KEY: u64 = 2;
 
-// The tag and the fixed keys are told apart by the low bits of 8-byte aligned records.
-const _: () =
-    assert!(std::mem::align_of::<Registration>() >= 4 && std::mem::align_of::<Completion>() >= 4);
+// The fixed keys are told apart from the addresses of 8-byte aligned records.
+const _: () = assert!(std::mem::align_of::<Completion>() >= 4);
 
 /// Submission queue entries per ring. Requests are submitted one at a time as they are
 /// made, so the queue rarely holds more than one or two.
@@ -176,13 +180,13 @@ pub(crate) struct UringReactor {
     /// Serializes pushes to the submission queue (module docs, "Who touches the ring").
     submit_lock: Mutex<()>,
     /// One-shot requests whose ring reference has not come back: a busy worker reaps only
-    /// while there are some (or `polls`).
+    /// while there are some (or threads waiting on a registration).
     in_flight: AtomicUsize,
-    /// Registrations' polls whose ring reference has not come back.
-    polls: AtomicUsize,
-    /// Threads waiting on a registration: with `in_flight`, what says a thread waits for
-    /// I/O (`sched/all_asleep.rs`); a registered socket alone does not.
-    waits: AtomicUsize,
+    /// The epoll instance streams register with (module docs); it counts the threads
+    /// waiting on a registration.
+    streams: EpollReactor,
+    /// The poll of `streams`' descriptor is in flight. Driver only (and drop).
+    streams_armed: AtomicBool,
     /// The wake eventfd (blocking).
     wake: OwnedFd,
     /// Where the wake read puts the count: from `Box::into_raw`, freed by drop only once
@@ -190,8 +194,6 @@ pub(crate) struct UringReactor {
     wake_buf: *mut u64,
     /// A wake read is in flight. Driver only (and drop).
     wake_armed: AtomicBool,
-    /// The worker exits: registrations' polls are not re-armed (`drain`).
-    draining: AtomicBool,
 }
 
 // SAFETY: `wake_buf` is the only field that is not `Send`/`Sync` by itself: it is written
@@ -315,12 +317,11 @@ impl UringReactor {
             provenance: Provenance::here(),
             submit_lock: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
-            polls: AtomicUsize::new(0),
-            waits: AtomicUsize::new(0),
+            streams: EpollReactor::for_registrations()?,
+            streams_armed: AtomicBool::new(false),
             wake,
             wake_buf: Box::into_raw(Box::new(0u64)),
             wake_armed: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
         })
     }
 
@@ -330,21 +331,16 @@ impl UringReactor {
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
     }
 
-    /// Whether some request's completion is still to be reaped.
+    /// Whether a thread waits for I/O here: a request's completion is still to be reaped,
+    /// or a thread waits on a registration. A busy worker polls only then.
     #[inline]
-    pub(crate) fn has_in_flight(&self) -> bool {
-        self.in_flight.load(Relaxed) != 0 || self.polls.load(Relaxed) != 0
-    }
-
-    /// Whether a thread waits for I/O here: a one-shot request, or a wait on a
-    /// registration.
     pub(crate) fn has_waiters(&self) -> bool {
-        self.in_flight.load(Relaxed) != 0 || self.waits.load(Relaxed) != 0
+        self.in_flight.load(Relaxed) != 0 || self.streams.has_registrations()
     }
 
     /// Counts a thread waiting on a registration while the guard lives.
     pub(crate) fn waits(&self) -> super::WaitCount<'_> {
-        super::WaitCount::new(&self.waits)
+        self.streams.waits()
     }
 
     /// Pushes `entry` to the submission queue.
@@ -443,6 +439,7 @@ impl UringReactor {
             }
         } else {
             self.arm_wake();
+            self.arm_streams();
             let ts;
             let result = match timeout {
                 None => self.ring.submit_and_wait(1),
@@ -459,7 +456,14 @@ impl UringReactor {
                 Err(e) => panic!("spindle: io_uring_enter on a worker's reactor failed: {e}"),
             }
         }
-        self.reap();
+        let streams_ready = self.reap();
+        // The streams' events (module docs): after the poll of their instance completed, or
+        // at a busy check while a thread waits on one.
+        if streams_ready || self.streams.has_registrations() {
+            self.streams.poll(Some(Duration::ZERO));
+        } else {
+            self.streams.drop_released();
+        }
     }
 
     /// Whether a busy worker must enter the kernel: entries wait in the submission queue,
@@ -485,19 +489,35 @@ impl UringReactor {
         }
     }
 
+    /// Queues a poll of the streams' epoll instance unless one is in flight.
+    fn arm_streams(&self) {
+        if self.streams_armed.load(Relaxed) {
+            return;
+        }
+        let fd = self.streams.epoll_fd().as_raw_fd();
+        let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(STREAMS_KEY);
+        // SAFETY: a poll points to no memory of ours; the instance's descriptor is closed
+        // only with this reactor, after `drain`.
+        if unsafe { self.push(&entry) }.is_ok() {
+            self.streams_armed.store(true, Relaxed);
+        }
+    }
+
     /// Takes every completion: stores each request's result and unparks its thread.
-    fn reap(&self) {
+    /// Returns whether the poll of the streams' instance completed.
+    fn reap(&self) -> bool {
+        let mut streams_ready = false;
         // SAFETY: only the driver reaps (and drop, when no driver is left).
         let cq = unsafe { self.ring.completion_shared() };
         for cqe in cq {
             match cqe.user_data() {
                 WAKE_KEY => self.wake_armed.store(false, Relaxed),
                 CANCEL_KEY => {}
-                data if data & REGISTRATION_TAG != 0 => {
-                    let registration = (data & !REGISTRATION_TAG) as usize as *const Registration;
-                    // SAFETY: the ring's reference to a registration, which only this
-                    // function gives back, on the poll's last completion (module docs).
-                    unsafe { self.registration_completed(registration, &cqe) };
+                STREAMS_KEY => {
+                    self.streams_armed.store(false, Relaxed);
+                    streams_ready = true;
                 }
                 data => {
                     // SAFETY: every other `user_data` is a ring reference made by
@@ -510,6 +530,7 @@ impl UringReactor {
                 }
             }
         }
+        streams_ready
     }
 
     /// Makes a request and parks the calling green thread until it completes or
@@ -550,120 +571,17 @@ impl UringReactor {
 }
 
 impl UringReactor {
-    /// Registers `fd` for good, edge-triggered, for reading and writing: a multishot poll
-    /// (module docs, and `registration.rs`). Called on a green thread of this worker.
+    /// Registers `fd` for good, edge-triggered, for reading and writing, in the streams'
+    /// epoll instance (module docs, and `registration.rs`).
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
-        // A completion's mask is the wake-up's key: `POLLPRI` with any data, so urgent data
-        // cannot be told apart (`registration.rs`, "The readiness word").
-        let registration = Arc::new(Registration::new(false));
-        registration.ring_fd.store(fd.as_raw_fd(), Relaxed);
-        let raw = Arc::into_raw(registration.clone());
-        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let pushed = if self.draining.load(Relaxed) {
-            Err(io::Error::other("the worker's reactor is shutting down"))
-        } else {
-            self.polls.fetch_add(1, Relaxed);
-            // SAFETY: a poll points to no memory of ours; its `user_data` is the ring's
-            // reference `raw`, given back only by the poll's last completion.
-            unsafe { self.push_locked(&locked, &registration_poll(fd.as_raw_fd(), raw)) }
-                .inspect_err(|_| {
-                    self.polls.fetch_sub(1, Relaxed);
-                })
-        };
-        drop(locked);
-        if let Err(e) = pushed {
-            // SAFETY: the entry was not queued, so this reference is still ours to drop.
-            drop(unsafe { Arc::from_raw(raw) });
-            return Err(e);
-        }
-        Ok(registration)
+        self.streams.register(fd)
     }
 
-    /// Ends `registration`'s poll; its descriptor must still be open. The ring's reference
-    /// comes back with the poll's last completion (`registration.rs`, "Lifetime").
-    /// `on_driver`: the calling kernel thread drives this reactor's worker.
-    pub(crate) fn deregister(&self, registration: &Registration, on_driver: bool) {
-        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if registration.ring_fd.swap(-1, Relaxed) < 0 {
-            return; // the reactor gave it up already
-        }
-        let key = registration as *const Registration as u64 | REGISTRATION_TAG;
-        let cancel = opcode::AsyncCancel::new(key).build().user_data(CANCEL_KEY);
-        // SAFETY: a cancel request points to no memory of ours.
-        let pushed = unsafe { self.push_locked(&locked, &cancel) };
-        drop(locked);
-        match pushed {
-            // The poll holds the socket's file: submitted at once, the cancel lets it go
-            // before the handle closes the socket (the kernel finishes the poll as the
-            // driver leaves `io_uring_enter`). Not `enter_now`: this runs in destructors;
-            // a cancel left queued goes in at the driver's next poll.
-            Ok(()) if on_driver => {
-                let _ = self.ring.submit();
-            }
-            // Another kernel thread: submitting would make it the submitter of whatever
-            // else is queued. The driver submits at its next poll, which the wake makes
-            // soon; the socket closes when the kernel finishes the poll there.
-            Ok(()) => self.wake(),
-            Err(e) => eprintln!(
-                "spindle: cannot cancel the io_uring poll of a socket being closed ({e}): \
-                 the socket stays open until its worker exits"
-            ),
-        }
+    /// Ends the registration of `fd`, which must still be open (`registration.rs`,
+    /// "Lifetime").
+    pub(crate) fn deregister(&self, fd: BorrowedFd<'_>, registration: &Arc<Registration>) {
+        self.streams.deregister(fd, registration);
     }
-
-    /// A completion of `registration`'s poll: delivers what it reports, and after the last
-    /// one re-arms the poll or drops the ring's reference (`registration.rs`, "Lifetime").
-    ///
-    /// # Safety
-    ///
-    /// `registration` is the ring's reference, from the `user_data` of `cqe`.
-    unsafe fn registration_completed(
-        &self,
-        registration: *const Registration,
-        cqe: &cqueue::Entry,
-    ) {
-        // SAFETY: the ring's reference keeps it alive at least until the end of this call.
-        let r = unsafe { &*registration };
-        let result = cqe.result();
-        if result > 0 {
-            r.deliver(Event::from_poll_bits(result as u32));
-        }
-        if cqueue::more(cqe.flags()) {
-            return;
-        }
-        // The last completion: the poll was cancelled (by the handle, the kernel at its
-        // submitter's exit, or the drain), ended by a full completion queue, or failed.
-        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let fd = r.ring_fd.load(Relaxed);
-        if fd >= 0 && !self.draining.load(Relaxed) {
-            let cancelled_or_full = result >= 0 || result == -libc::ECANCELED;
-            let rearm = || {
-                // SAFETY: as in `register`: the ring's reference passes to the new poll.
-                unsafe { self.push_locked(&locked, &registration_poll(fd, registration)) }
-            };
-            if cancelled_or_full && rearm().is_ok() {
-                return;
-            }
-            // Cannot poll the socket: give it up (every call then waits one-shot).
-            r.ring_fd.store(-1, Relaxed);
-            drop(locked);
-            r.deliver(Event::given_up());
-        } else {
-            r.ring_fd.store(-1, Relaxed);
-            drop(locked);
-        }
-        self.polls.fetch_sub(1, Relaxed);
-        // SAFETY: the ring's reference, given back once: no poll holds it any more.
-        drop(unsafe { Arc::from_raw(registration) });
-    }
-}
-
-/// The multishot poll of a registration on `fd`, with the ring's reference `registration`.
-fn registration_poll(fd: i32, registration: *const Registration) -> squeue::Entry {
-    opcode::PollAdd::new(Fd(fd), registration::POLL_BITS)
-        .multi(true)
-        .build()
-        .user_data(registration as u64 | REGISTRATION_TAG)
 }
 
 /// Cancels a request whose waiter leaves before its completion.
@@ -692,8 +610,12 @@ impl UringReactor {
             // mappings, all that drop does next, leaves the parent's ring alone.
             return;
         }
-        self.draining.store(true, Relaxed);
-        if self.has_in_flight() || self.wake_armed.load(Relaxed) {
+        let busy = || {
+            self.in_flight.load(Relaxed) != 0
+                || self.wake_armed.load(Relaxed)
+                || self.streams_armed.load(Relaxed)
+        };
+        if busy() {
             let all = opcode::AsyncCancel2::new(CancelBuilder::any())
                 .build()
                 .user_data(CANCEL_KEY);
@@ -702,9 +624,7 @@ impl UringReactor {
                 self.enter_now();
             }
             let give_up = Instant::now() + DRAIN_LIMIT;
-            while (self.has_in_flight() || self.wake_armed.load(Relaxed))
-                && Instant::now() < give_up
-            {
+            while busy() && Instant::now() < give_up {
                 let ts = Timespec::from(Duration::from_millis(50));
                 let _ = self
                     .ring
