@@ -161,6 +161,7 @@ mod error;
 mod iter;
 mod operation;
 mod receiver;
+mod ring;
 mod select;
 mod select_macro;
 mod selection;

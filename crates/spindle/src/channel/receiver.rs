@@ -33,7 +33,8 @@ impl<T> Receiver<T> {
 
     /// Receives a message, parking while the channel is empty. Fails once the channel is
     /// empty and every sender is gone.
-    #[inline]
+    // Always, as `Chan`'s fast path it wraps (`chan.rs`).
+    #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
         match self.chan.recv(Wait::Until(None)) {
             Ok(m) => Ok(m),

@@ -33,7 +33,8 @@ impl<T> Sender<T> {
     /// Sends `message`, parking while the channel is full (for a rendezvous channel:
     /// until a receiver takes it). Fails, giving the message back, if every receiver is
     /// gone.
-    #[inline]
+    // Always, as `Chan`'s fast path it wraps (`chan.rs`).
+    #[inline(always)]
     pub fn send(&self, message: T) -> Result<(), SendError<T>> {
         match self.chan.send(message, Wait::Until(None)) {
             Ok(()) => Ok(()),
