@@ -144,6 +144,8 @@ impl<T> Chan<T> {
             && state.buffer.len() < self.cap
         {
             state.buffer.push_back(message);
+            // A message is buffered: a receive would succeed.
+            state.unlock_with_hint(true);
             return Ok(());
         }
         self.send_contended(state, message, wait)
@@ -231,6 +233,9 @@ impl<T> Chan<T> {
         // Step 1 when no sender waits: the uncontended path, inlined.
         if state.waiting_senders.is_empty() {
             if let Some(message) = state.buffer.pop_front() {
+                // `ChanGuard::drop`'s look, knowing that no sender waits.
+                let ready = !state.buffer.is_empty() || state.senders_gone;
+                state.unlock_with_hint(ready);
                 return Ok(message);
             }
         }
@@ -487,6 +492,19 @@ impl<T> std::ops::Deref for ChanGuard<'_, T> {
 impl<T> std::ops::DerefMut for ChanGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut ChanState<T> {
         &mut self.state
+    }
+}
+
+impl<T> ChanGuard<'_, T> {
+    /// Unlocks with `ready` as the hint: for a fast path that knows what [`Drop`] would
+    /// find without looking at the whole state again.
+    #[inline(always)]
+    fn unlock_with_hint(self, ready: bool) {
+        self.hint.store(ready, Relaxed);
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so the lock guard is moved out of
+        // it exactly once, and dropping that unlocks as `Drop` would have after its store.
+        drop(unsafe { std::ptr::read(&this.state) });
     }
 }
 
