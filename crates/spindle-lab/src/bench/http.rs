@@ -8,7 +8,8 @@
 //! runtime of this process on a port of its own; wrk (Debian's package, an external
 //! process with two threads) loads it for the same duration, and its output gives the
 //! requests per second and the latency percentiles. The machine has two cores, which wrk
-//! shares with the server: the figures are comparable within a run, not absolute.
+//! shares with the server: the figures are comparable within a run, not absolute. The run
+//! is five rounds of every server ([`run`] says why ratios are taken within a round).
 
 use std::io;
 use std::net::SocketAddr;
@@ -237,11 +238,23 @@ fn label(subject: Subject) -> String {
     }
 }
 
-/// Loads each of `subjects` for `n` seconds (in two rounds, one under `--quick`, the best
-/// counting), then the ratios the issue sets targets for.
+/// A latency percentile's name, and how to read it from a load.
+type Percentile = (&'static str, fn(&Load) -> f64);
+
+/// Rounds of the full run: each loads every server once.
+const ROUNDS: usize = 5;
+
+/// The median of `values` (the upper one of an even count); `values` is not empty.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Loads each of `subjects` for `n` seconds in [`ROUNDS`] rounds (one under `--quick`),
+/// and gives the medians over the rounds, then the ratios the issue sets targets for.
 pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>> {
-    let rounds = if quick { 1 } else { 2 };
-    let what = format!("{CONNECTIONS} connections, {n} s, best of {rounds}");
+    let rounds = if quick { 1 } else { ROUNDS };
+    let what = format!("{CONNECTIONS} connections, {n} s, median of {rounds}");
     if Command::new("wrk").arg("--version").output().is_err() {
         return Ok(subjects
             .iter()
@@ -256,14 +269,17 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
             })
             .collect());
     }
-    // Two rounds, the second in reverse order, and each server's best round counts: a
-    // server loaded while this shared VM has a slow phase would otherwise lose to one that
-    // was not.
+    // Every round loads each server once, every other round in reverse order, so that each
+    // spindle server and its tokio baseline are loaded one right after the other (in
+    // either order). This shared VM drifts by 10% and more within a minute: a ratio taken
+    // within a round, then the median over the rounds, compares the servers under the same
+    // conditions, where the best (or the median) of each server's own rounds may compare a
+    // fast phase with a slow one.
     let order: Vec<Subject> = SERVERS
         .into_iter()
         .filter(|s| subjects.contains(s))
         .collect();
-    let mut best: Vec<(Subject, Load)> = Vec::new();
+    let mut loads: Vec<(Subject, Vec<Load>)> = order.iter().map(|&s| (s, Vec::new())).collect();
     for round in 0..rounds {
         let this_round: Vec<Subject> = if round % 2 == 0 {
             order.clone()
@@ -272,45 +288,44 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
         };
         for subject in this_round {
             let load = load(subject, n)?;
-            match best.iter_mut().find(|(s, _)| *s == subject) {
-                Some((_, b)) if b.requests_per_sec >= load.requests_per_sec => {}
-                Some((_, b)) => *b = load,
-                None => best.push((subject, load)),
+            if let Some((_, l)) = loads.iter_mut().find(|(s, _)| *s == subject) {
+                l.push(load);
             }
         }
     }
+    let of = |s: Subject| loads.iter().find(|(t, _)| *t == s).map(|(_, l)| l);
     let mut figures = Vec::new();
-    let mut rps = Vec::new();
-    for subject in order {
-        let Some((_, load)) = best.iter().find(|(s, _)| *s == subject) else {
-            continue;
-        };
-        let name = label(subject);
+    for (subject, rounds_of) in &loads {
+        let name = label(*subject);
+        let each = |get: fn(&Load) -> f64| median(rounds_of.iter().map(get).collect());
         let mut f = Figure::new(
             EXPERIMENT,
             &name,
             &format!("{RPS_METRIC}, {what}"),
-            load.requests_per_sec,
+            each(|l| l.requests_per_sec),
             "req/s",
             u64::from(CONNECTIONS),
         );
-        if let Some(errors) = &load.errors {
-            f = f.with_note(format!("http, {name}: wrk reported {errors}"));
+        let errors: Vec<&str> = rounds_of
+            .iter()
+            .filter_map(|l| l.errors.as_deref())
+            .collect();
+        if !errors.is_empty() {
+            f = f.with_note(format!("http, {name}: wrk reported {}", errors.join("; ")));
         }
         figures.push(f);
-        for (pct, ms) in [("p50", load.p50_ms), ("p99", load.p99_ms)] {
+        let percentiles: [Percentile; 2] = [("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms)];
+        for (pct, get) in percentiles {
             figures.push(Figure::new(
                 EXPERIMENT,
                 &name,
                 &format!("{LATENCY_METRIC} {pct}, {what}"),
-                ms,
+                each(get),
                 "ms",
                 u64::from(CONNECTIONS),
             ));
         }
-        rps.push((subject, load.requests_per_sec));
     }
-    let of = |s: Subject| rps.iter().find(|(t, _)| *t == s).map(|(_, v)| *v);
     for (this, base, target) in [
         (
             Subject::ManyToOne,
@@ -320,14 +335,32 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
         (Subject::ManyToMany, Subject::TokioMultiThread, "at least 1"),
     ] {
         if let (Some(a), Some(b)) = (of(this), of(base)) {
-            figures.push(Figure::new(
+            let ratios: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| a.requests_per_sec / b.requests_per_sec)
+                .collect();
+            let (low, high) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            let mut f = Figure::new(
                 EXPERIMENT,
                 &label(this),
-                &format!("requests per second / {}'s (target: {target})", label(base)),
-                a / b,
+                &format!(
+                    "requests per second / {}'s, median of the rounds' ratios (target: {target})",
+                    label(base)
+                ),
+                median(ratios),
                 "x",
                 u64::from(CONNECTIONS),
-            ));
+            );
+            if rounds > 1 {
+                f = f.with_note(format!(
+                    "http: the {rounds} rounds' ratios to {} ran from {low:.2} to {high:.2}",
+                    label(base)
+                ));
+            }
+            figures.push(f);
         }
     }
     Ok(figures)

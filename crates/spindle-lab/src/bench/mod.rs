@@ -208,8 +208,11 @@ impl Experiment {
             }
             Experiment::Http => {
                 "A minimal HTTP/1.1 keep-alive server answering every request with a fixed \
-                 body, loaded by wrk (2 threads, 256 connections) for N seconds per server, in two rounds (the second in reverse order; the best counts): \
-                 spindle's is examples/http_hello (its server.rs compiled in), one green \
+                 body, loaded by wrk (2 threads, 256 connections) for N seconds per server, \
+                 in five rounds (one under --quick), every other one in reverse order, so \
+                 that each spindle server and its tokio baseline are loaded one right after \
+                 the other; each figure is the median over the rounds, and each ratio the \
+                 median of the rounds' ratios. spindle's is examples/http_hello (its server.rs compiled in), one green \
                  thread per connection, in many-to-one and in many-to-many with 2 workers; \
                  tokio's answers with the same request scanner and response, one task per \
                  connection, on a current-thread and a 2-worker multi-thread runtime. wrk \
