@@ -28,7 +28,9 @@ const BYTES: usize = 2048;
 
 /// The data client `id` sends: a pseudo-random pattern of its own.
 fn pattern(id: usize) -> Vec<u8> {
-    let mut x = id as u64 * 0x9E37_79B9_7F4A_7C15 + 1;
+    let mut x = (id as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(1);
     (0..BYTES)
         .map(|_| {
             x ^= x << 13;

@@ -99,7 +99,12 @@ impl<T> Ring<T> {
     #[inline(never)]
     fn grow(&mut self) {
         let len = self.len();
-        let slots = (self.slots.len() * 2).max(1);
+        let slots = self
+            .slots
+            .len()
+            .checked_mul(2)
+            .expect("spindle: a channel's buffer cannot hold more messages")
+            .max(1);
         let mut grown = Self::allocate(slots);
         let old = std::mem::replace(&mut self.slots, Box::new([]));
         let mask = old.len().wrapping_sub(1);
@@ -124,7 +129,19 @@ impl<T> Default for Ring<T> {
 
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
-        while self.pop_front().is_some() {}
+        /// Drops the messages left if dropping one panics (as `VecDeque` does; a second
+        /// panic aborts).
+        struct Rest<'a, T>(&'a mut Ring<T>);
+        impl<T> Drop for Rest<'_, T> {
+            fn drop(&mut self) {
+                while self.0.pop_front().is_some() {}
+            }
+        }
+        while let Some(message) = self.pop_front() {
+            let rest = Rest(self);
+            drop(message);
+            std::mem::forget(rest);
+        }
     }
 }
 
@@ -185,6 +202,32 @@ mod tests {
         assert_eq!(Rc::strong_count(&token), 71);
         drop(ring);
         assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn a_message_whose_drop_panics_does_not_leak_the_rest() {
+        struct Bomb {
+            armed: bool,
+            _token: Rc<()>,
+        }
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                if self.armed {
+                    panic!("bomb");
+                }
+            }
+        }
+        let token = Rc::new(());
+        let mut ring = Ring::with_capacity(4);
+        for i in 0..10 {
+            ring.push_back(Bomb {
+                armed: i == 3,
+                _token: token.clone(),
+            });
+        }
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ring)));
+        assert!(dropped.is_err(), "the bomb's panic comes through");
+        assert_eq!(Rc::strong_count(&token), 1, "every message was dropped");
     }
 
     #[test]

@@ -72,8 +72,9 @@
 //! The registration is an `Arc`. Besides the handle's reference, the epoll instance holds
 //! one, as the event's data. The handle, when dropped, deregisters the descriptor while it
 //! is still open (the handle drops its registration before its socket): `EPOLL_CTL_DEL`,
-//! then it gives the epoll's reference to the reactor, which drops it at the start of its
-//! next look at the instance's events (or of its next busy check or sleep). That is after
+//! then it gives the epoll's reference to the reactor, which drops it at its next look at
+//! the instance's events (on io_uring, at the end of its next poll when there is nothing
+//! to look at). That is after
 //! any event of this registration that an `epoll_wait` had already returned has been
 //! handled: events are handled right after the `epoll_wait` that returned them, by the one
 //! kernel thread driving the worker, and no `epoll_wait` returns a registration after

@@ -1,4 +1,5 @@
-//! The io_uring backend of the reactor: one ring and one eventfd per worker.
+//! The io_uring backend of the reactor: one ring, one eventfd and one epoll instance (for
+//! streams) per worker.
 //!
 //! # The protocol
 //!
@@ -46,10 +47,11 @@
 //! # Submitting
 //!
 //! A green thread only *queues* its request (under `submit_lock`) and parks (the one
-//! exception, a deregistration's cancel, is below); the worker's
-//! driver hands everything queued to the kernel in one `io_uring_enter` at its next poll:
-//! when it goes to sleep (the same call that waits), or, while busy, at the check it makes
-//! every 64 switches when requests are in flight. A server whose connections each wait for
+//! exception: a waiter that leaves before its completion submits its cancel at once,
+//! [`UringReactor::cancel`]); the worker's driver hands everything queued to the kernel in
+//! one `io_uring_enter` at its next poll: when it goes to sleep (the same call that waits),
+//! or, while busy, at the check it makes every 64 switches when requests are in flight or
+//! a thread waits on a registration. A server whose connections each wait for
 //! their next request thus makes one system call per round of the worker, not one per
 //! wait: the epoll backend pays an `epoll_ctl` to register and another to deregister each
 //! wait. (Measured with `spindle-lab bench http`: submitting at once, many-to-one served
@@ -172,7 +174,7 @@ const CQ_ENTRIES: u32 = 4096;
 /// them.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
-/// One worker's io_uring and wake eventfd.
+/// One worker's io_uring, wake eventfd and streams' epoll instance.
 pub(crate) struct UringReactor {
     ring: IoUring,
     /// The process the ring was set up in (`fork.rs`).
