@@ -144,7 +144,10 @@ impl Experiment {
                  them. Green stacks are reserved, not committed, so a parked thread costs \
                  about one touched page; spindle populates that page for a batch of new \
                  stacks in one system call, so its spawns can beat the cost of faulting the \
-                 pages in one by one."
+                 pages in one by one. Before spindle spawns, one pass of first touches warms \
+                 the memory (on a VM the host backs a page the first time the guest touches \
+                 it, at several times the guest's own cost) and is reported apart; the floor \
+                 is measured again after spindle's run."
             }
             Experiment::Skynet => {
                 "Skynet: every thread spawns ten children down to N leaves and sums their \
