@@ -503,7 +503,8 @@ impl<T> ChanGuard<'_, T> {
         self.hint.store(ready, Relaxed);
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so the lock guard is moved out of
-        // it exactly once, and dropping that unlocks as `Drop` would have after its store.
+        // it exactly once, and dropping that unlocks as `Drop` would have after its store;
+        // the guard's only other field is a shared reference, which needs no drop.
         drop(unsafe { std::ptr::read(&this.state) });
     }
 }

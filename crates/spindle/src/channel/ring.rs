@@ -43,14 +43,10 @@ impl<T> Ring<T> {
             capacity.next_power_of_two()
         };
         Ring {
-            slots: Self::allocate(slots),
+            slots: Box::new_uninit_slice(slots),
             head: 0,
             tail: 0,
         }
-    }
-
-    fn allocate(slots: usize) -> Box<[MaybeUninit<T>]> {
-        Box::new_uninit_slice(slots)
     }
 
     /// Messages held.
@@ -105,7 +101,7 @@ impl<T> Ring<T> {
             .checked_mul(2)
             .expect("spindle: a channel's buffer cannot hold more messages")
             .max(1);
-        let mut grown = Self::allocate(slots);
+        let mut grown = Box::new_uninit_slice(slots);
         let old = std::mem::replace(&mut self.slots, Box::new([]));
         let mask = old.len().wrapping_sub(1);
         for (i, slot) in grown.iter_mut().take(len).enumerate() {

@@ -114,31 +114,31 @@ impl Reactor {
         }
     }
 
+    /// The epoll instance that holds this worker's persistent registrations, on either
+    /// backend (`registration.rs`; `uring.rs` says why io_uring keeps one too).
+    fn registrations(&self) -> &epoll::EpollReactor {
+        match self {
+            Reactor::Epoll(r) => r,
+            Reactor::Uring(r) => r.streams(),
+        }
+    }
+
     /// Registers `fd` for good (`registration.rs`). Called on a green thread of this
     /// reactor's worker.
     pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
-        match self {
-            Reactor::Epoll(r) => r.register(fd),
-            Reactor::Uring(r) => r.register(fd),
-        }
+        self.registrations().register(fd)
     }
 
     /// Ends the registration of `fd`, which must still be open (`registration.rs`,
     /// "Lifetime").
     pub(crate) fn deregister(&self, fd: BorrowedFd<'_>, registration: &Arc<Registration>) {
-        match self {
-            Reactor::Epoll(r) => r.deregister(fd, registration),
-            Reactor::Uring(r) => r.deregister(fd, registration),
-        }
+        self.registrations().deregister(fd, registration);
     }
 
     /// Counts a thread waiting on a registration, for [`Reactor::has_pending`] and
     /// [`Reactor::has_waiters`], while the guard lives.
     pub(crate) fn count_wait(&self) -> WaitCount<'_> {
-        match self {
-            Reactor::Epoll(r) => r.waits(),
-            Reactor::Uring(r) => r.waits(),
-        }
+        self.registrations().waits()
     }
 }
 

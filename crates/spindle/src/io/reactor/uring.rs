@@ -93,7 +93,7 @@
 //! `IORING_OP_READ`, `IORING_OP_WRITE` and `IORING_OP_FSYNC` on a buffer owned by the
 //! `Completion` (see `fs/uring_backend.rs`).
 //!
-//! A stream registers its socket for good instead ([`UringReactor::register`]), and not
+//! A stream registers its socket for good instead ([`super::Reactor::register`]), and not
 //! with the ring: in an epoll instance the reactor keeps for that
 //! ([`super::epoll::EpollReactor::for_registrations`]), edge-triggered, as the epoll
 //! backend does (`registration.rs`). The reason is urgent data. A stream's read that comes
@@ -142,7 +142,6 @@ use io_uring::{opcode, squeue, IoUring};
 use rustix::event::{eventfd, EventfdFlags};
 
 use super::epoll::EpollReactor;
-use super::registration::Registration;
 use super::{park_until_ready, Interest, Reactor};
 use crate::fork::Provenance;
 use crate::park::WaitReason;
@@ -340,9 +339,9 @@ impl UringReactor {
         self.in_flight.load(Relaxed) != 0 || self.streams.has_registrations()
     }
 
-    /// Counts a thread waiting on a registration while the guard lives.
-    pub(crate) fn waits(&self) -> super::WaitCount<'_> {
-        self.streams.waits()
+    /// The epoll instance streams register with (module docs, "Descriptors and files").
+    pub(crate) fn streams(&self) -> &EpollReactor {
+        &self.streams
     }
 
     /// Pushes `entry` to the submission queue.
@@ -569,20 +568,6 @@ impl UringReactor {
         // Any completion, an error included, means "try the operation again": the
         // operation itself then reports what is wrong with the descriptor.
         Ok(self.run(entry, &op, reason, fd, deadline)?.is_some())
-    }
-}
-
-impl UringReactor {
-    /// Registers `fd` for good, edge-triggered, for reading and writing, in the streams'
-    /// epoll instance (module docs, and `registration.rs`).
-    pub(crate) fn register(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
-        self.streams.register(fd)
-    }
-
-    /// Ends the registration of `fd`, which must still be open (`registration.rs`,
-    /// "Lifetime").
-    pub(crate) fn deregister(&self, fd: BorrowedFd<'_>, registration: &Arc<Registration>) {
-        self.streams.deregister(fd, registration);
     }
 }
 
