@@ -143,9 +143,16 @@ impl<T> Chan<T> {
             && state.waiting_receivers.is_empty()
             && state.buffer.len() < self.cap
         {
+            let was_empty = state.buffer.is_empty();
             state.buffer.push_back(message);
-            // A message is buffered: a receive would succeed.
-            state.unlock_with_hint(true);
+            if was_empty {
+                // A message is buffered: a receive would succeed now.
+                state.unlock_with_hint(true);
+            } else {
+                // The hint already says so (`ChanGuard`: every unlock leaves it saying
+                // whether a receive would succeed, and one would have before this send).
+                state.unlock_keeping_hint();
+            }
             return Ok(());
         }
         self.send_contended(state, message, wait)
@@ -233,9 +240,14 @@ impl<T> Chan<T> {
         // Step 1 when no sender waits: the uncontended path, inlined.
         if state.waiting_senders.is_empty() {
             if let Some(message) = state.buffer.pop_front() {
-                // `ChanGuard::drop`'s look, knowing that no sender waits.
-                let ready = !state.buffer.is_empty() || state.senders_gone;
-                state.unlock_with_hint(ready);
+                if state.buffer.is_empty() {
+                    // `ChanGuard::drop`'s look, knowing that no sender waits.
+                    let ready = state.senders_gone;
+                    state.unlock_with_hint(ready);
+                } else {
+                    // A receive would still succeed, as it would have before this one.
+                    state.unlock_keeping_hint();
+                }
                 return Ok(message);
             }
         }
@@ -475,7 +487,10 @@ impl<T> Chan<T> {
 
 /// The channel lock held; derefs to the state. Before unlocking it stores whether a
 /// receive would succeed now into the hint (a relaxed store inside the critical section:
-/// a few loads and a plain store, no read-modify-write).
+/// a few loads and a plain store, no read-modify-write). Every unlock of the channel goes
+/// through a guard, so the hint always says what the last unlock saw: the fast paths use
+/// that to skip the store when their change leaves the answer as it was (a send into a
+/// buffer that held messages, a receive that leaves some).
 struct ChanGuard<'a, T> {
     hint: &'a AtomicBool,
     state: BiasedGuard<'a, ChanState<T>>,
@@ -501,6 +516,13 @@ impl<T> ChanGuard<'_, T> {
     #[inline(always)]
     fn unlock_with_hint(self, ready: bool) {
         self.hint.store(ready, Relaxed);
+        self.unlock_keeping_hint();
+    }
+
+    /// Unlocks without storing the hint: for a fast path that knows the hint already holds
+    /// what [`Drop`] would store.
+    #[inline(always)]
+    fn unlock_keeping_hint(self) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so the lock guard is moved out of
         // it exactly once, and dropping that unlocks as `Drop` would have after its store;
@@ -686,7 +708,7 @@ struct LeaveOnUnwind<'a, T> {
 
 impl<T> Drop for LeaveOnUnwind<'_, T> {
     fn drop(&mut self) {
-        let mut state = self.chan.state.lock();
+        let mut state = self.chan.lock();
         if self.entry.waiter().is_waiting() {
             // SAFETY: a `WAITING` entry is in the list it was linked into.
             unsafe { state.list(self.side).remove(self.entry) };

@@ -159,7 +159,7 @@ impl<T> BiasedSpinLock<T> {
             if self.owner.load(Relaxed) == me {
                 return BiasedGuard {
                     lock: self,
-                    biased: true,
+                    held: &self.in_section,
                 };
             }
             self.in_section.store(false, Release);
@@ -194,7 +194,7 @@ impl<T> BiasedSpinLock<T> {
         }
         BiasedGuard {
             lock: self,
-            biased: false,
+            held: &self.locked,
         }
     }
 
@@ -224,8 +224,10 @@ fn light_fence() {
 /// Holds a [`BiasedSpinLock`]; dropping it unlocks.
 pub(crate) struct BiasedGuard<'a, T> {
     lock: &'a BiasedSpinLock<T>,
-    /// Entered on the owner's path (else under the inner lock).
-    biased: bool,
+    /// The flag whose clearing leaves the section: `in_section` when it was entered on the
+    /// owner's path, the inner lock's `locked` otherwise. A pointer rather than a "biased"
+    /// bool, so that unlocking is one store with no choice left to make at run time.
+    held: &'a AtomicBool,
 }
 
 impl<T> Deref for BiasedGuard<'_, T> {
@@ -253,11 +255,7 @@ impl<T> Drop for BiasedGuard<'_, T> {
     fn drop(&mut self) {
         // Release publishes the section to a revoker's acquire, or to the next holder of
         // the inner lock.
-        if self.biased {
-            self.lock.in_section.store(false, Release);
-        } else {
-            self.lock.locked.store(false, Release);
-        }
+        self.held.store(false, Release);
     }
 }
 
