@@ -35,6 +35,7 @@ pub(crate) mod loom_shim;
 pub mod net;
 pub(crate) mod park;
 pub mod process;
+pub(crate) mod ring;
 pub mod runtime;
 pub(crate) mod sched;
 pub(crate) mod stack;

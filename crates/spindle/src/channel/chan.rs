@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Instant;
 
 use super::entry::{Claim, SlotEntry, DISCONNECTED, READY, SERVED};
-use super::ring::Ring;
 use super::selection::Selection;
 use crate::park::WaitReason;
+use crate::ring::Ring;
 use crate::sched::context;
 use crate::sync::biased_lock::{BiasedGuard, BiasedSpinLock};
 use crate::sync::wait_list::WaitList;

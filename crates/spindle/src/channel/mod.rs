@@ -41,7 +41,7 @@
 //! and no read-modify-write, until another kernel thread first takes the lock and revokes
 //! the bias with a `membarrier` system call, once:
 //!
-//! - `buffer`: a ring (`ring.rs`) of at most `cap` messages (`cap` = `usize::MAX` when
+//! - `buffer`: a ring (`crate::ring`) of at most `cap` messages (`cap` = `usize::MAX` when
 //!   unbounded, 0 for rendezvous). It keeps its allocation, so a warmed-up channel does
 //!   not allocate per message.
 //! - `waiting_receivers`, `waiting_senders`: intrusive FIFOs of entries that live on the
@@ -161,7 +161,6 @@ mod error;
 mod iter;
 mod operation;
 mod receiver;
-mod ring;
 mod select;
 mod select_macro;
 mod selection;

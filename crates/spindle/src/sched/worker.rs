@@ -9,7 +9,6 @@
 //! and the order in which a worker picks its next thread, are in `sched/README.md`.
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -21,6 +20,7 @@ use corosensei::CoroutineResult;
 use crate::debug::gdb_root::{self, GdbWorker};
 use crate::debug::request::DumpRequest;
 use crate::io::{IoBackend, Reactor};
+use crate::ring::Ring;
 use crate::sched::context;
 use crate::sched::cpu_sampler::CpuSampler;
 use crate::sched::hand_off::{self, DriverWord, Filing};
@@ -209,11 +209,11 @@ pub(crate) struct Worker {
     fresh: Option<crossbeam_deque::Worker<Arc<ThreadInner>>>,
     /// Spawned here and never run, with their coroutine made (many-to-one only): the
     /// same order as `fresh`, newest first, without a deque's fences.
-    fresh_local: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
+    fresh_local: UnsafeCell<Ring<Arc<ThreadInner>>>,
     /// Started threads that were woken (by an unpark, a timer or the inbox).
-    runq: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
+    runq: UnsafeCell<Ring<Arc<ThreadInner>>>,
     /// Started threads that yielded: they run after every other queued thread.
-    yielded: UnsafeCell<VecDeque<Arc<ThreadInner>>>,
+    yielded: UnsafeCell<Ring<Arc<ThreadInner>>>,
     timers: UnsafeCell<Timers>,
     stacks: UnsafeCell<StackPool>,
     /// Started green threads (their coroutine exists), for shutdown and dumps. The entries
@@ -258,9 +258,9 @@ impl Worker {
             pool,
             index,
             fresh,
-            fresh_local: UnsafeCell::new(VecDeque::new()),
-            runq: UnsafeCell::new(VecDeque::with_capacity(1024)),
-            yielded: UnsafeCell::new(VecDeque::new()),
+            fresh_local: UnsafeCell::new(Ring::default()),
+            runq: UnsafeCell::new(Ring::with_capacity(1024)),
+            yielded: UnsafeCell::new(Ring::default()),
             timers: UnsafeCell::new(Timers::default()),
             stacks: UnsafeCell::new(StackPool::new(POOL_KEEP_BYTES)),
             registry: UnsafeCell::new(Vec::new()),
@@ -311,7 +311,7 @@ impl Worker {
     // another accessor of the same field (in particular never across a coroutine resume).
 
     #[allow(clippy::mut_from_ref)]
-    fn runq(&self) -> &mut VecDeque<Arc<ThreadInner>> {
+    fn runq(&self) -> &mut Ring<Arc<ThreadInner>> {
         // SAFETY: see the comment above the accessors.
         unsafe { &mut *self.runq.get() }
     }
@@ -323,13 +323,13 @@ impl Worker {
     }
 
     #[allow(clippy::mut_from_ref)]
-    fn yielded(&self) -> &mut VecDeque<Arc<ThreadInner>> {
+    fn yielded(&self) -> &mut Ring<Arc<ThreadInner>> {
         // SAFETY: see the comment above the accessors.
         unsafe { &mut *self.yielded.get() }
     }
 
     #[allow(clippy::mut_from_ref)]
-    fn fresh_local(&self) -> &mut VecDeque<Arc<ThreadInner>> {
+    fn fresh_local(&self) -> &mut Ring<Arc<ThreadInner>> {
         // SAFETY: see the comment above the accessors.
         unsafe { &mut *self.fresh_local.get() }
     }
@@ -661,7 +661,9 @@ impl Worker {
                 std::mem::take(&mut inbox.dumps),
             )
         };
-        self.runq().extend(tasks);
+        for task in tasks {
+            self.runq().push_back(task);
+        }
         for (task, filing) in handed {
             // Back from a kernel thread that lost this worker: file it as that thread
             // would have (`sched/hand_off.rs`, step 2).
@@ -968,9 +970,9 @@ impl Worker {
                     drop(self.drop_if_unstarted(task));
                 }
             }
-            let mut queued: Vec<_> = self.runq().drain(..).collect();
-            queued.extend(self.fresh_local().drain(..));
-            queued.extend(self.yielded().drain(..));
+            let mut queued: Vec<_> = self.runq().drain().collect();
+            queued.extend(self.fresh_local().drain());
+            queued.extend(self.yielded().drain());
             for task in queued {
                 held.extend(self.drop_if_unstarted(task));
             }
@@ -1012,7 +1014,7 @@ impl Worker {
             inbox.closed = true;
         }
         self.drain_inbox();
-        let leftovers: Vec<_> = self.runq().drain(..).collect();
+        let leftovers: Vec<_> = self.runq().drain().collect();
         for task in leftovers {
             held.extend(self.drop_if_unstarted(task));
         }

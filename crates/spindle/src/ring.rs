@@ -1,30 +1,27 @@
-//! [`Ring`]: the FIFO of buffered messages, a ring of slots whose number is a power of two.
+//! [`Ring`]: a FIFO of slots whose number is a power of two, for the queues that are pushed
+//! and popped once per message or per switch: a channel's buffer (`channel/chan.rs`) and a
+//! worker's run queues (`sched/worker.rs`).
 //!
-//! A channel's buffer is pushed at the back and popped at the front under the channel
-//! lock, once per message, so its two operations are most of what a message costs once
-//! the lock is cheap (`sync/biased_lock.rs`). std's `VecDeque` keeps a head index and a
-//! length, and wraps each physical index with a compare against its capacity. Here the
-//! head and the tail are counters that run freely (wrapping at `usize::MAX`), the length
-//! is their difference, and a slot's index is a counter masked with the number of slots
-//! less one: a push or a pop is a compare, a mask, a move and an increment. Counted with
-//! cachegrind (`HACKING.md`, "Counting instructions") on `spindle-lab bench sync`'s
-//! bounded(128) channel between two many-to-one green threads: 8 instructions fewer per
-//! message than with `VecDeque`. The price is memory: a bounded channel's ring rounds its
-//! capacity up to a power of two (at most [`PREALLOCATE_MAX`] slots up front).
+//! std's `VecDeque` keeps a head index and a length, and wraps each physical index with a
+//! compare against its capacity. Here the head and the tail are counters that run freely
+//! (wrapping at `usize::MAX`), the length is their difference, and a slot's index is a
+//! counter masked with the number of slots less one: a push or a pop is a compare, a mask,
+//! a move and an increment. Counted with cachegrind (`HACKING.md`, "Counting
+//! instructions"): on `spindle-lab bench sync`'s bounded(128) channel between two
+//! many-to-one green threads, 8 instructions fewer per message than with `VecDeque`; on
+//! `bench switch`, 9 fewer per yield (172 -> 163). The price is memory: a bounded channel's
+//! ring rounds its capacity up to a power of two (at most `PREALLOCATE_MAX` slots up
+//! front).
 //!
-//! The ring grows by doubling when a push finds it full (an unbounded channel, or a
-//! bounded one whose capacity is above what it allocated up front), moving the messages
-//! so that they keep their order; it never shrinks.
+//! The ring grows by doubling when a push finds it full, moving the items so that they
+//! keep their order; it never shrinks.
 
 use std::mem::MaybeUninit;
-
-#[cfg(doc)]
-use super::chan::PREALLOCATE_MAX;
 
 /// A growable FIFO ring (module docs).
 pub(crate) struct Ring<T> {
     /// The slots; their number is zero or a power of two. Those of the counters from
-    /// `head` (included) to `tail` (excluded), masked, hold messages; the others are
+    /// `head` (included) to `tail` (excluded), masked, hold items; the others are
     /// uninitialized.
     slots: Box<[MaybeUninit<T>]>,
     /// Pops so far (wrapping).
@@ -34,7 +31,7 @@ pub(crate) struct Ring<T> {
 }
 
 impl<T> Ring<T> {
-    /// An empty ring with room for `capacity` messages (rounded up to a power of two)
+    /// An empty ring with room for `capacity` items (rounded up to a power of two)
     /// before it grows.
     pub(crate) fn with_capacity(capacity: usize) -> Ring<T> {
         let slots = if capacity == 0 {
@@ -55,27 +52,27 @@ impl<T> Ring<T> {
         self.tail.wrapping_sub(self.head)
     }
 
-    /// Whether it holds no message.
+    /// Whether it holds no item.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.tail == self.head
     }
 
-    /// Adds `message` at the back.
+    /// Adds `item` at the back.
     #[inline]
-    pub(crate) fn push_back(&mut self, message: T) {
+    pub(crate) fn push_back(&mut self, item: T) {
         if self.len() == self.slots.len() {
             self.grow();
         }
         let index = self.tail & (self.slots.len() - 1);
         // SAFETY: after `grow` there is at least one slot (a power of two), so the mask
         // keeps `index` below `slots.len()`; the slot is free, since fewer than
-        // `slots.len()` messages are held and they take the slots before `tail`.
-        unsafe { self.slots.get_unchecked_mut(index) }.write(message);
+        // `slots.len()` items are held and they take the slots before `tail`.
+        unsafe { self.slots.get_unchecked_mut(index) }.write(item);
         self.tail = self.tail.wrapping_add(1);
     }
 
-    /// Takes the message at the front, if any.
+    /// Takes the item at the front, if any.
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         if self.is_empty() {
@@ -84,12 +81,42 @@ impl<T> Ring<T> {
         let index = self.head & (self.slots.len() - 1);
         self.head = self.head.wrapping_add(1);
         // SAFETY: the ring is not empty, so it has slots (a power of two) and `index` is
-        // below their number; the slot at `head` holds the oldest message, which this read
+        // below their number; the slot at `head` holds the oldest item, which this read
         // moves out: advancing `head` above made the slot free again.
         Some(unsafe { self.slots.get_unchecked(index).assume_init_read() })
     }
 
-    /// Doubles the slots (or makes the first), moving the messages to the front of the
+    /// Takes the item at the back (the newest), if any.
+    #[inline]
+    pub(crate) fn pop_back(&mut self) -> Option<T> {
+        if self.is_empty() {
+            return None;
+        }
+        self.tail = self.tail.wrapping_sub(1);
+        let index = self.tail & (self.slots.len() - 1);
+        // SAFETY: the ring was not empty, so it has slots (a power of two) and `index` is
+        // below their number; the slot before the old `tail` holds the newest item,
+        // which this read moves out: moving `tail` back made the slot free again.
+        Some(unsafe { self.slots.get_unchecked(index).assume_init_read() })
+    }
+
+    /// The items from front to back.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        let mask = self.slots.len().wrapping_sub(1);
+        (0..self.len()).map(move |i| {
+            let index = self.head.wrapping_add(i) & mask;
+            // SAFETY: the `len` slots from `head` hold items (`len > 0` implies slots,
+            // so the mask keeps `index` in bounds), and `&self` keeps them there.
+            unsafe { self.slots.get_unchecked(index).assume_init_ref() }
+        })
+    }
+
+    /// Takes every item, front to back (those the iterator does not reach stay).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.pop_front())
+    }
+
+    /// Doubles the slots (or makes the first), moving the items to the front of the
     /// new ones in order.
     #[cold]
     #[inline(never)]
@@ -99,14 +126,14 @@ impl<T> Ring<T> {
             .slots
             .len()
             .checked_mul(2)
-            .expect("spindle: a channel's buffer cannot hold more messages")
+            .expect("spindle: a ring (a channel's buffer or a run queue) cannot hold more items")
             .max(1);
         let mut grown = Box::new_uninit_slice(slots);
         let old = std::mem::replace(&mut self.slots, Box::new([]));
         let mask = old.len().wrapping_sub(1);
         for (i, slot) in grown.iter_mut().take(len).enumerate() {
             let from = self.head.wrapping_add(i) & mask;
-            // SAFETY: the `len` slots from `head` hold messages (`len > 0` implies `old`
+            // SAFETY: the `len` slots from `head` hold items (`len > 0` implies `old`
             // has slots); each is read once, into the new ring, and the old slots are
             // then dropped as `MaybeUninit`, which drops nothing.
             slot.write(unsafe { old[from].assume_init_read() });
@@ -125,7 +152,7 @@ impl<T> Default for Ring<T> {
 
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
-        /// Drops the messages left if dropping one panics (as `VecDeque` does; a second
+        /// Drops the items left if dropping one panics (as `VecDeque` does; a second
         /// panic aborts).
         struct Rest<'a, T>(&'a mut Ring<T>);
         impl<T> Drop for Rest<'_, T> {
@@ -133,9 +160,9 @@ impl<T> Drop for Ring<T> {
                 while self.0.pop_front().is_some() {}
             }
         }
-        while let Some(message) = self.pop_front() {
+        while let Some(item) = self.pop_front() {
             let rest = Rest(self);
-            drop(message);
+            drop(item);
             std::mem::forget(rest);
         }
     }
@@ -224,6 +251,29 @@ mod tests {
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ring)));
         assert!(dropped.is_err(), "the bomb's panic comes through");
         assert_eq!(Rc::strong_count(&token), 1, "every message was dropped");
+    }
+
+    #[test]
+    fn pops_from_both_ends_iterates_and_drains_in_order() {
+        // Against VecDeque, across wraps: pop_back and iter as the scheduler uses them.
+        let mut ring = Ring::with_capacity(4);
+        let mut model = VecDeque::new();
+        for round in 0..500u32 {
+            for v in 0..(round % 6) {
+                ring.push_back(round * 10 + v);
+                model.push_back(round * 10 + v);
+            }
+            if round % 3 == 0 {
+                assert_eq!(ring.pop_back(), model.pop_back());
+            } else {
+                assert_eq!(ring.pop_front(), model.pop_front());
+            }
+            assert!(ring.iter().eq(model.iter()));
+        }
+        let drained: Vec<u32> = ring.drain().collect();
+        assert_eq!(drained, model.drain(..).collect::<Vec<_>>());
+        assert!(ring.is_empty());
+        assert_eq!(ring.pop_back(), None);
     }
 
     #[test]
