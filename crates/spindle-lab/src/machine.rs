@@ -22,6 +22,10 @@ pub struct Machine {
     /// Whether `madvise(MADV_GUARD_INSTALL)` works, and if not why (probed on a scratch
     /// mapping): with it, a stack's guard page costs no extra memory mapping.
     pub madv_guard_install: String,
+    /// Whether this guest hands the memory it frees back to its host (virtio-balloon free
+    /// page reporting): there, the first touch of memory a process freed seconds ago costs
+    /// a host fault again, which the memory experiment's first-touch figures show.
+    pub free_page_reporting: String,
 }
 
 /// A number from a file under /proc.
@@ -84,6 +88,33 @@ fn probe_guard_install() -> String {
     outcome
 }
 
+/// `VIRTIO_BALLOON_F_REPORTING`: the balloon device's feature bit for free page reporting.
+const VIRTIO_BALLOON_F_REPORTING: usize = 5;
+
+/// Whether a virtio balloon that reports free pages to the host is bound here: `Some` with
+/// the order of the blocks it reports (`page_reporting_order`, when the kernel shows it).
+pub fn free_page_reporting() -> Option<Option<u64>> {
+    let devices = std::fs::read_dir("/sys/bus/virtio/drivers/virtio_balloon").ok()?;
+    let reporting = devices.flatten().any(|entry| {
+        entry.file_name().to_string_lossy().starts_with("virtio")
+            && std::fs::read_to_string(entry.path().join("features"))
+                .is_ok_and(|bits| bits.as_bytes().get(VIRTIO_BALLOON_F_REPORTING) == Some(&b'1'))
+    });
+    reporting.then(|| proc_number("/sys/module/page_reporting/parameters/page_reporting_order"))
+}
+
+/// [`free_page_reporting`] in words.
+fn describe_free_page_reporting() -> String {
+    match free_page_reporting() {
+        None => "no".into(),
+        Some(order) => format!(
+            "yes (virtio-balloon free page reporting{}): memory a process frees goes back \
+             to the host within seconds, and its next first touch pays a host fault again",
+            order.map_or(String::new(), |o| format!(", blocks of order {o}"))
+        ),
+    }
+}
+
 impl Machine {
     pub fn probe() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -111,6 +142,7 @@ impl Machine {
             threads_max: proc_number("/proc/sys/kernel/threads-max"),
             io_uring: probe_io_uring(),
             madv_guard_install: probe_guard_install(),
+            free_page_reporting: describe_free_page_reporting(),
         }
     }
 
@@ -122,6 +154,7 @@ impl Machine {
             format!("- kernel: Linux {}", self.kernel),
             format!("- io_uring: {}", self.io_uring),
             format!("- MADV_GUARD_INSTALL: {}", self.madv_guard_install),
+            format!("- free memory reported to the host: {}", self.free_page_reporting),
             format!(
                 "- limits on kernel threads: kernel.pid_max = {}, kernel.threads-max = {}, \
                  vm.max_map_count = {} (a Rust kernel thread takes four: stack, signal stack, a guard page each)",

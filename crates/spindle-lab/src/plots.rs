@@ -144,13 +144,22 @@ fn measured<'a>(figures: &'a [Figure], metric: &'a str) -> impl Iterator<Item = 
         .filter(move |f| f.measured() && f.metric.starts_with(metric))
 }
 
-/// One bar per measured figure with `unit`, coloured by subject.
+/// One bar per measured figure with `unit`, coloured and labelled by subject.
 fn bars_by_unit(figures: &[Figure], unit: &str) -> Vec<Bar> {
+    labelled_bars_by_unit(figures, unit, |f| f.subject.clone())
+}
+
+/// [`bars_by_unit`] with labels of the caller's choice (for a subject with two figures).
+fn labelled_bars_by_unit(
+    figures: &[Figure],
+    unit: &str,
+    label: impl Fn(&Figure) -> String,
+) -> Vec<Bar> {
     figures
         .iter()
         .filter(|f| f.measured() && f.unit == unit)
         .map(|f| Bar {
-            label: f.subject.clone(),
+            label: label(f),
             key: f.subject.clone(),
             value: f.value,
         })
@@ -212,7 +221,13 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                 "lower is better",
                 "time per yield (ns, log scale)",
                 "ns",
-                bars_by_unit(figures, "ns"),
+                labelled_bars_by_unit(figures, "ns", |f| {
+                    if f.metric == crate::bench::switch::TWO_IN_TURN_METRIC {
+                        format!("{} (two in turn)", f.subject)
+                    } else {
+                        f.subject.clone()
+                    }
+                }),
             )],
         ),
         Experiment::Spawn => (
