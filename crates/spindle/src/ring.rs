@@ -1,6 +1,7 @@
 //! [`Ring`]: a FIFO of slots whose number is a power of two, for the queues that are pushed
-//! and popped once per message or per switch: a channel's buffer (`channel/chan.rs`) and a
-//! worker's run queues (`sched/worker.rs`).
+//! and popped once per message or per switch: a channel's buffer (`channel/chan.rs`), a
+//! worker's run queues (`sched/worker.rs`) and its stack pool's warm stacks
+//! (`stack/pool.rs`).
 //!
 //! std's `VecDeque` keeps a head index and a length, and wraps each physical index with a
 //! compare against its capacity. Here the head and the tail are counters that run freely
@@ -46,7 +47,7 @@ impl<T> Ring<T> {
         }
     }
 
-    /// Messages held.
+    /// Items held.
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.tail.wrapping_sub(self.head)
@@ -84,6 +85,12 @@ impl<T> Ring<T> {
         // below their number; the slot at `head` holds the oldest item, which this read
         // moves out: advancing `head` above made the slot free again.
         Some(unsafe { self.slots.get_unchecked(index).assume_init_read() })
+    }
+
+    /// The item at the front (the oldest), if any.
+    #[inline]
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.iter().next()
     }
 
     /// Takes the item at the back (the newest), if any.
@@ -141,6 +148,12 @@ impl<T> Ring<T> {
         self.slots = grown;
         self.head = 0;
         self.tail = len;
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -209,6 +222,18 @@ mod tests {
         }
         assert_eq!(ring.len(), 10);
         assert_eq!((0..10).map(|_| ring.pop_front().unwrap()).sum::<u32>(), 45);
+        assert!(ring.is_empty());
+        // `tail` back across zero: pop_back at the wrap.
+        ring.head = usize::MAX - 1;
+        ring.tail = usize::MAX - 1;
+        for v in 0..4u32 {
+            ring.push_back(v);
+        }
+        assert_eq!(ring.tail, 2);
+        assert_eq!(
+            (0..4).map(|_| ring.pop_back().unwrap()).collect::<Vec<_>>(),
+            [3, 2, 1, 0]
+        );
         assert!(ring.is_empty());
     }
 

@@ -525,8 +525,9 @@ impl<T> ChanGuard<'_, T> {
     fn unlock_keeping_hint(self) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so the lock guard is moved out of
-        // it exactly once, and dropping that unlocks as `Drop` would have after its store;
-        // the guard's only other field is a shared reference, which needs no drop.
+        // it exactly once, and dropping that unlocks as `Drop` would, without its hint
+        // store (the caller vouches that the hint is current); the guard's only other
+        // field is a shared reference, which needs no drop.
         drop(unsafe { std::ptr::read(&this.state) });
     }
 }

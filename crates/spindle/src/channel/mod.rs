@@ -82,7 +82,8 @@
 //! little later. What it buys is the many-to-one ping-pong: the peer, runnable on the same
 //! worker, runs during the yield and produces, and the second look succeeds with no park and
 //! no unpark. A green `recv` also reads `recv_ready_hint`, a relaxed flag that every unlock
-//! sets to "a receive would succeed now": if the channel looked empty it yields before even
+//! leaves saying whether "a receive would succeed now" (the fast paths skip the store when
+//! their change cannot flip it): if the channel looked empty it yields before even
 //! taking the lock. The hint is advisory; a stale value costs one useless yield or lock round
 //! trip, never correctness. Rendezvous senders do not yield first (a rendezvous needs one
 //! side registered for the other to find), nor do timed operations (their deadline should
@@ -147,7 +148,9 @@
 //! ## Cost
 //!
 //! Uncontended `send` into a channel with room: lock, push, unlock; one atomic
-//! read-modify-write (the lock's CAS; the unlock and the hint are plain stores). A send that
+//! read-modify-write (the lock's CAS; the unlock is a plain store, and so is the hint's
+//! when the buffer was empty; on a lock biased to the calling kernel thread, none:
+//! `sync/biased_lock.rs`). A send that
 //! serves a parked receiver adds the unpark (one CAS in the park protocol) and two plain
 //! stores. A blocking operation adds the entry on the stack (no allocation, no reference
 //! count for green threads) and the park. In a many-to-one ping-pong over buffered channels,

@@ -110,10 +110,10 @@ pub(crate) fn current_thread() -> Thread {
     KERNEL_SELF.with(|k| {
         k.get_or_init(|| {
             let std_thread = std::thread::current();
-            Thread::from_inner(Arc::new(ThreadInner::new(
-                std_thread.name().map(Into::into),
-                ThreadKind::Kernel(std::sync::OnceLock::from(std_thread)),
-            )))
+            let name = std_thread.name().map(Into::into);
+            Thread::from_inner(ThreadInner::new(name, || {
+                ThreadKind::Kernel(std::sync::OnceLock::from(std_thread))
+            }))
         })
         .clone()
     })

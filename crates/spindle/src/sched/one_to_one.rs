@@ -97,10 +97,9 @@ where
             "spawn a thread from the green thread that called fork()",
         ));
     }
-    let inner = Arc::new(ThreadInner::new(
-        name.as_deref().map(Into::into),
-        ThreadKind::Kernel(OnceLock::new()),
-    ));
+    let inner = ThreadInner::new(name.as_deref().map(Into::into), || {
+        ThreadKind::Kernel(OnceLock::new())
+    });
     // Fields drop in order: if the kernel thread never starts, the entry (whose completer
     // writes the record's result slot) goes before `me`, the reference that keeps the
     // record alive for it.

@@ -423,10 +423,9 @@ where
         Some(w) => w.shared().clone(),
         None => pool.workers[0].clone(),
     };
-    let inner = Arc::new(ThreadInner::new(
-        name.map(Into::into),
-        ThreadKind::Green(GreenTask::new(owner, Body::Finished, size, pool.debug_id)),
-    ));
+    let inner = ThreadInner::new(name.map(Into::into), || {
+        ThreadKind::Green(GreenTask::new(owner, Body::Finished, size, pool.debug_id))
+    });
     // SAFETY: the entry goes into the record's body below (in the coroutine, or boxed),
     // so the record owns it; it is the record's only entry, for the handle made below.
     let entry = unsafe { ThreadMain::new(&inner, f, scope) };

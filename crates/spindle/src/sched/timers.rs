@@ -126,10 +126,7 @@ mod tests {
     use std::time::Duration;
 
     fn record() -> Arc<ThreadInner> {
-        Arc::new(ThreadInner::new(
-            None,
-            ThreadKind::Kernel(std::sync::OnceLock::new()),
-        ))
+        ThreadInner::new(None, || ThreadKind::Kernel(std::sync::OnceLock::new()))
     }
 
     #[test]

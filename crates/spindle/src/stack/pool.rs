@@ -8,7 +8,6 @@
 //! and "Fresh slots in batches").
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::arena::Arena;
 use super::guard::GuardStrategy;
 use super::{check_stack_size, GreenStack};
+use crate::ring::Ring;
 
 /// The largest batch of fresh slots carved at once: one `process_madvise` call's worth.
 const MAX_BATCH: usize = 1024;
@@ -32,7 +32,7 @@ struct SizeClass {
     /// pool's count of returns when it came back; counted in `warm_idle_bytes`. Handed out
     /// from the back (the most recently used, likeliest still in the CPU's caches), trimmed
     /// from the front.
-    warm: VecDeque<(u64, GreenStack)>,
+    warm: Ring<(u64, GreenStack)>,
     /// Idle stacks whose pages were returned with `MADV_DONTNEED`.
     cold: Vec<GreenStack>,
     /// Fresh stacks carved in a batch with the one handed out, never used: guarded, with
@@ -210,7 +210,7 @@ impl StackPool {
             // The oldest warm stack of any class: the class whose front came back first.
             let Some(index) = (0..self.classes.len())
                 .filter(|&i| !self.classes[i].warm.is_empty())
-                .min_by_key(|&i| self.classes[i].warm[0].0)
+                .min_by_key(|&i| self.classes[i].warm.front().map(|&(age, _)| age))
             else {
                 break;
             };
@@ -266,7 +266,7 @@ impl StackPool {
             None => {
                 self.classes.push(SizeClass {
                     usable,
-                    warm: VecDeque::new(),
+                    warm: Ring::default(),
                     cold: Vec::new(),
                     spare: Vec::new(),
                     next_batch: 1,
