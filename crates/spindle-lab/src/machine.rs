@@ -91,28 +91,30 @@ fn probe_guard_install() -> String {
 /// `VIRTIO_BALLOON_F_REPORTING`: the balloon device's feature bit for free page reporting.
 const VIRTIO_BALLOON_F_REPORTING: usize = 5;
 
-/// Whether a virtio balloon that reports free pages to the host is bound here: `Some` with
-/// the order of the blocks it reports (`page_reporting_order`, when the kernel shows it).
-pub fn free_page_reporting() -> Option<Option<u64>> {
-    let devices = std::fs::read_dir("/sys/bus/virtio/drivers/virtio_balloon").ok()?;
-    let reporting = devices.flatten().any(|entry| {
+/// Whether a virtio balloon that reports free pages to the host is bound here.
+pub fn reports_free_pages() -> bool {
+    let Ok(devices) = std::fs::read_dir("/sys/bus/virtio/drivers/virtio_balloon") else {
+        return false;
+    };
+    devices.flatten().any(|entry| {
         entry.file_name().to_string_lossy().starts_with("virtio")
             && std::fs::read_to_string(entry.path().join("features"))
                 .is_ok_and(|bits| bits.as_bytes().get(VIRTIO_BALLOON_F_REPORTING) == Some(&b'1'))
-    });
-    reporting.then(|| proc_number("/sys/module/page_reporting/parameters/page_reporting_order"))
+    })
 }
 
-/// [`free_page_reporting`] in words.
+/// [`reports_free_pages`] in words, with the order of the blocks reported when the kernel
+/// shows it.
 fn describe_free_page_reporting() -> String {
-    match free_page_reporting() {
-        None => "no".into(),
-        Some(order) => format!(
-            "yes (virtio-balloon free page reporting{}): memory a process frees goes back \
-             to the host within seconds, and its next first touch pays a host fault again",
-            order.map_or(String::new(), |o| format!(", blocks of order {o}"))
-        ),
+    if !reports_free_pages() {
+        return "no".into();
     }
+    let order = proc_number("/sys/module/page_reporting/parameters/page_reporting_order")
+        .map_or(String::new(), |o| format!(", blocks of order {o}"));
+    format!(
+        "yes (virtio-balloon free page reporting{order}): memory a process frees goes back \
+         to the host within seconds, and its next first touch pays a host fault again"
+    )
 }
 
 impl Machine {

@@ -151,6 +151,14 @@ impl<T> Ring<T> {
     }
 }
 
+impl<T> Extend<T> for Ring<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for item in items {
+            self.push_back(item);
+        }
+    }
+}
+
 impl<T: std::fmt::Debug> std::fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()

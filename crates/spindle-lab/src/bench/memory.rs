@@ -124,7 +124,7 @@ fn park_many(n: u64) -> io::Result<Outcome> {
 /// reported as the cold figure, and measures the floor again after.
 ///
 /// Where the guest reports free pages to its host (virtio-balloon free page reporting,
-/// `machine::free_page_reporting`), that pass warms less than it seems: the host takes
+/// `machine::reports_free_pages`), that pass warms less than it seems: the host takes
 /// back what a process unmaps within seconds. On the VM of session 12 a C loop of a
 /// million touches took 7.5 s on a first pass, 2.2 s on a pass right after unmapping the
 /// first, 4.6 s five seconds later and 6.1 s twenty seconds later. spindle's spawns, which
@@ -253,15 +253,16 @@ pub fn run(subject: Subject, n: u64) -> io::Result<Vec<Figure>> {
             "ms",
             n,
         );
-        figures.push(match crate::machine::free_page_reporting() {
-            Some(_) => cold.with_note(
+        figures.push(if crate::machine::reports_free_pages() {
+            cold.with_note(
                 "this guest reports the memory it frees to its host (virtio-balloon free \
                  page reporting), which takes it back within seconds: the pass warms only \
                  part of the memory spindle's spawns then touch, while the floor measured \
                  after them gets the memory spindle has just freed"
                     .into(),
-            ),
-            None => cold,
+            )
+        } else {
+            cold
         });
     }
     Ok(figures)

@@ -661,9 +661,7 @@ impl Worker {
                 std::mem::take(&mut inbox.dumps),
             )
         };
-        for task in tasks {
-            self.runq().push_back(task);
-        }
+        self.runq().extend(tasks);
         for (task, filing) in handed {
             // Back from a kernel thread that lost this worker: file it as that thread
             // would have (`sched/hand_off.rs`, step 2).

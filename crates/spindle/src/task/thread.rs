@@ -140,11 +140,13 @@ impl ThreadInner {
         // one with write permission (std derives it from the allocation's pointer without
         // a reference, `&raw mut (*ptr).data`, so that writes through it stay sound while
         // the `Arc` is unique, as here), valid for a `ThreadInner` (`MaybeUninit<T>` has
-        // `T`'s layout). Each field is written once, through a raw
-        // field pointer (no reference to the uninitialized record is made), and the kind
-        // read back only after its write; `_every_field_written` fails to compile if a
-        // field is added and not written here. After the writes the record is initialized,
-        // which `assume_init` then claims.
+        // `T`'s layout). Each field is written once, through a raw field pointer (no
+        // reference to the uninitialized record is made), and the kind is read back only
+        // after its write; `_every_field_written` fails to compile if a field is added and
+        // not written here. After the writes the record is initialized, which
+        // `assume_init` then claims. (A panic in between, of `ThreadId::next`, would leak
+        // what was written, never drop uninitialized fields: the `Arc` of `MaybeUninit`
+        // drops nothing.)
         unsafe {
             std::ptr::addr_of_mut!((*p).kind).write(kind());
             let spawned = match &(*p).kind {
