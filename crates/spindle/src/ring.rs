@@ -133,7 +133,7 @@ impl<T> Ring<T> {
             .slots
             .len()
             .checked_mul(2)
-            .expect("spindle: a ring (a channel's buffer or a run queue) cannot hold more items")
+            .expect("spindle: a ring cannot hold more items (its slots would pass 2^63)")
             .max(1);
         let mut grown = Box::new_uninit_slice(slots);
         let old = std::mem::replace(&mut self.slots, Box::new([]));

@@ -92,8 +92,9 @@ pub const TWO_IN_TURN_METRIC: &str =
 /// The floors a yield is measured against: one resume plus one suspend of a single
 /// coroutine (what a yield between two green threads does: into the scheduler and out),
 /// and the same with two coroutines resumed in turn from one call site, as a scheduler
-/// loop does. The second costs about twice the first on the Zen 4 VM of session 12 (4.6
-/// to 4.7 ns against 2.3 to 2.5), with no more instructions: the switch's loads and its
+/// loop does. The second costs about twice the first on the Zen 4 VM of session 12, with
+/// no more instructions (a standalone loop: 4.6 to 4.7 ns against 2.3 to 2.5; this one,
+/// placed in the lab's binary: 5.0 to 6.4 against 2.2 to 3.1): the switch's loads and its
 /// return come from a different stack each time, which the first never makes the
 /// processor predict. Unrolled into two call sites, one per coroutine, it costs what the
 /// first does.

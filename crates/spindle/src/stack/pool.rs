@@ -208,9 +208,9 @@ impl StackPool {
         let mut going: Vec<(usize, GreenStack)> = Vec::new();
         while self.warm_idle_bytes > self.keep_bytes {
             // The oldest warm stack of any class: the class whose front came back first.
-            let Some(index) = (0..self.classes.len())
-                .filter(|&i| !self.classes[i].warm.is_empty())
-                .min_by_key(|&i| self.classes[i].warm.front().map(|&(age, _)| age))
+            let Some((_, index)) = (0..self.classes.len())
+                .filter_map(|i| Some((self.classes[i].warm.front()?.0, i)))
+                .min()
             else {
                 break;
             };

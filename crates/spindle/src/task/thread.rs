@@ -107,7 +107,6 @@ pub(crate) struct ThreadInner {
 
 /// The fields `ThreadInner::new` writes one by one: adding a field to the record without
 /// writing it there fails to compile here (an exhaustive pattern, no `..`).
-#[allow(dead_code)]
 fn _every_field_written(record: ThreadInner) {
     let ThreadInner {
         spawned: _,
