@@ -41,7 +41,11 @@
 //!    worker runs other green threads; on a kernel thread, `poll(2)`), then go to 1.
 //!
 //! So only the calling green thread ever waits, and a call that need not wait costs
-//! exactly its system call. There is no `set_nonblocking`: a spindle socket never blocks
+//! exactly its system call. One exception: on the io_uring backend, a green thread's TCP
+//! write of at most 16 KiB is a send request of its worker's ring, which the worker submits
+//! with the round's other requests in one system call, and the thread parks until it
+//! completes: a server's small answers then leave in batches (`io/reactor/uring.rs`,
+//! "Stream writes", with the measurement). There is no `set_nonblocking`: a spindle socket never blocks
 //! its kernel thread anyway, and clearing `O_NONBLOCK` (on a clone, or through the raw
 //! descriptor) would make calls block the whole worker. Code that wants a non-blocking
 //! attempt uses the std socket (see the conversions below), or a zero-cost alternative

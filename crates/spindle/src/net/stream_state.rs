@@ -69,6 +69,7 @@ use rustix::net::sockopt::{self, Timeout};
 use super::{io_budget, retry_from, timed_out};
 use crate::fork::Provenance;
 use crate::io::reactor::registration::Registration;
+use crate::io::reactor::uring;
 use crate::io::reactor::wait_until;
 use crate::io::Interest;
 use crate::park::WaitReason;
@@ -272,6 +273,32 @@ impl StreamState {
         op: impl FnMut() -> io::Result<T>,
     ) -> io::Result<T> {
         self.retry(fd, interest, reason, false, |_| false, op)
+    }
+
+    /// A write of `bufs` (the first 1024 slices, as std) as a send request of the calling
+    /// green thread's io_uring worker, which the worker submits with its other requests in
+    /// one system call (`io/reactor/uring.rs`, "Stream writes"). `None` where that path
+    /// does not apply: not on such a worker, nothing to write, more than
+    /// [`uring::STREAM_SEND_MAX`] bytes, or the kernel answered `EAGAIN`; the caller then
+    /// writes with its own system call.
+    pub(crate) fn ring_write(
+        &self,
+        fd: BorrowedFd<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+        reason: WaitReason,
+    ) -> Option<io::Result<usize>> {
+        let bufs = &bufs[..bufs.len().min(1024)];
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 || len > uring::STREAM_SEND_MAX {
+            return None;
+        }
+        let ring = uring::current()?;
+        let deadline = match self.timeout(fd, Timeout::Send) {
+            // A timeout too large to represent is no timeout.
+            Ok(timeout) => timeout.and_then(|t| Instant::now().checked_add(t)),
+            Err(e) => return Some(Err(e)),
+        };
+        ring.stream_send(fd, bufs, reason, deadline)
     }
 
     /// [`retry_from`] with the cached timeout of `interest`'s direction, or on this handle's

@@ -273,6 +273,13 @@ impl TcpStream {
     }
 
     fn write_impl(&self, buf: &[u8]) -> io::Result<usize> {
+        let fd = self.inner.as_fd();
+        if let Some(sent) = self
+            .state
+            .ring_write(fd, &[IoSlice::new(buf)], WaitReason::TcpWrite)
+        {
+            return sent;
+        }
         self.state.call(
             self.inner.as_fd(),
             Interest::Write,
@@ -282,6 +289,10 @@ impl TcpStream {
     }
 
     fn write_vectored_impl(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let fd = self.inner.as_fd();
+        if let Some(sent) = self.state.ring_write(fd, bufs, WaitReason::TcpWrite) {
+            return sent;
+        }
         self.state.call(
             self.inner.as_fd(),
             Interest::Write,
