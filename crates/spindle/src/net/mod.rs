@@ -42,11 +42,13 @@
 //!
 //! So only the calling green thread ever waits, and a call that need not wait costs
 //! exactly its system call. One exception: on the io_uring backend, a green thread's TCP
-//! write of at most 16 KiB is a send request of its worker's ring, which the worker submits
-//! with the round's other requests in one system call, and the thread parks until it
-//! completes: a server's small answers then leave in batches (`io/reactor/uring.rs`,
-//! "Stream writes", with the measurement). There is no `set_nonblocking`: a spindle socket never blocks
-//! its kernel thread anyway, and clearing `O_NONBLOCK` (on a clone, or through the raw
+//! write of at most 16 KiB is a send request of its worker's ring, which the worker
+//! submits with the round's other requests in one system call, and the thread parks until
+//! it completes: a server's small answers then leave in batches (`io/reactor/uring.rs`,
+//! "Stream writes", with the measurement). Such a write always switches, so it spends
+//! nothing of the fairness budget below.
+//!
+//! There is no `set_nonblocking`: a spindle socket never blocks its kernel thread anyway, and clearing `O_NONBLOCK` (on a clone, or through the raw
 //! descriptor) would make calls block the whole worker. Code that wants a non-blocking
 //! attempt uses the std socket (see the conversions below), or a zero-cost alternative
 //! such as `peek`.
@@ -75,7 +77,9 @@
 //!
 //! `set_read_timeout` and `set_write_timeout` store the timeout where std does, in the
 //! socket (`SO_RCVTIMEO`, `SO_SNDTIMEO`), which a non-blocking socket otherwise ignores.
-//! A call reads it back only when it is about to wait, so the fast path pays nothing, and
+//! A call reads it back only when it is about to wait (a small TCP write on io_uring, which
+//! always waits, looks up its stream's cached value each time), so the fast path pays
+//! nothing, and
 //! clones, sockets converted from std and to std, and sockets rebuilt from a raw
 //! descriptor all see the same timeouts, as with std. One exception: a stream
 //! ([`TcpStream`], [`unix::UnixStream`]) reads its socket's timeouts once and keeps them,

@@ -73,7 +73,7 @@ use crate::io::reactor::uring;
 use crate::io::reactor::wait_until;
 use crate::io::Interest;
 use crate::park::WaitReason;
-use crate::sched::context;
+use crate::sched::context::{self, SwitchBan};
 use crate::sched::worker::WorkerShared;
 
 /// Set in a cached timeout not read from the socket yet; the other bits are a generation.
@@ -278,9 +278,10 @@ impl StreamState {
     /// A write of `bufs` (the first 1024 slices, as std) as a send request of the calling
     /// green thread's io_uring worker, which the worker submits with its other requests in
     /// one system call (`io/reactor/uring.rs`, "Stream writes"). `None` where that path
-    /// does not apply: not on such a worker, nothing to write, more than
-    /// [`uring::STREAM_SEND_MAX`] bytes, or the kernel answered `EAGAIN`; the caller then
-    /// writes with its own system call.
+    /// does not apply: not on such a worker, a thread that may not switch, nothing to
+    /// write, more than [`uring::STREAM_SEND_MAX`] bytes, a ring that cannot take the
+    /// request, or the kernel answered `EAGAIN`; the caller then writes with its own system
+    /// call.
     pub(crate) fn ring_write(
         &self,
         fd: BorrowedFd<'_>,
@@ -289,7 +290,9 @@ impl StreamState {
     ) -> Option<io::Result<usize>> {
         let bufs = &bufs[..bufs.len().min(1024)];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len == 0 || len > uring::STREAM_SEND_MAX {
+        // A thread that may not park (one unwound at shutdown, say a `BufWriter` flushing
+        // on drop) writes with its own system call, as it could before it had to wait.
+        if len == 0 || len > uring::STREAM_SEND_MAX || context::switch_ban() != SwitchBan::None {
             return None;
         }
         let ring = uring::current()?;

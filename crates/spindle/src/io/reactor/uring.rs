@@ -47,13 +47,13 @@
 //! # Submitting
 //!
 //! A green thread only *queues* its request (under `submit_lock`) and parks (the one
-//! exception: a waiter that leaves before its completion submits its cancel at once,
-//! [`UringReactor::cancel`]); the worker's driver hands everything queued to the kernel in
-//! one `io_uring_enter` at its next poll: when it goes to sleep (the same call that waits),
-//! or, while busy, at the check it makes every 64 switches when requests are in flight or
-//! a thread waits on a registration. A server whose connections each wait for
-//! their next request thus makes one system call per round of the worker, not one per
-//! wait: the epoll backend pays an `epoll_ctl` to register and another to deregister each
+//! exception: a waiter that gives up on its request, because its deadline passed or it is
+//! unwound, submits its cancel at once, [`UringReactor::cancel`]); the worker's driver
+//! hands everything queued to the kernel in one `io_uring_enter` at its next poll: when it
+//! goes to sleep (the same call that waits), or, while busy, at the check it makes every
+//! 64 switches when requests are in flight or a thread waits on a registration. A server
+//! whose connections each wait for their next request thus makes one system call per
+//! round of the worker, not one per wait: the epoll backend pays an `epoll_ctl` to register and another to deregister each
 //! wait. (Measured with `spindle-lab bench http`: submitting at once, many-to-one served
 //! 66,500 requests per second against tokio's 126,000; queued, 90,000 to 121,000 against
 //! 113,000 to 116,000.)
@@ -140,7 +140,13 @@
 //!   for room inside the ring (it polls the socket and sends when it can), on the
 //!   non-blocking sockets spindle makes too; it completes with what it sent, perhaps less
 //!   than asked, as `send(2)` would. Should a kernel answer `EAGAIN` instead, the write
-//!   goes back to the stream's own wait-and-`send(2)`.
+//!   goes back to the stream's own wait-and-`send(2)` (whose timeout, if any, then starts
+//!   afresh).
+//! - **Latency.** A queued write leaves at its worker's next poll, not at once: when the
+//!   worker runs out of threads to run, or at its busy check every 64 switches. A thread
+//!   that computes for long without switching delays it, as it delays everything else on
+//!   its worker. A thread that may not switch (one unwound at shutdown, writing from a
+//!   destructor) sends with its own system call instead.
 //! - **Timeouts.** At the stream's write timeout the waiter cancels the send and then waits
 //!   for its completion all the same: a send the cancel came too late for has sent its
 //!   bytes, and reporting a timeout then would make a caller send them twice. Only
@@ -149,12 +155,13 @@
 //!   when the kernel takes the request from the queue. A waiter that leaves before its
 //!   completion (unwound because its runtime is dropped; a timed-out waiter does not leave
 //!   early) may close the socket next, and the number may be reused at once: a send still
-//!   queued would then write into another socket. So such a waiter cancels its send and
-//!   submits the queue before it leaves, retrying `io_uring_enter` while it fails for a
-//!   transient reason and aborting the process with a message if it cannot
-//!   ([`UringReactor::submit_before_close`]); once submitted, a request holds its file, and
-//!   closing the descriptor no longer reaches it. The kernel consumes the queue in order,
-//!   so submitting the cancel submits the send before it.
+//!   queued would then write into another socket. So such a waiter cancels its send and,
+//!   before it leaves, enters the kernel until the kernel has taken the send from the queue
+//!   (an `io_uring_enter` may take only part of the queue, or fail for a transient reason),
+//!   aborting the process with a message if it cannot ([`UringReactor::submit_before_close`]:
+//!   each push is numbered under `submit_lock`, and what the kernel has taken is what was
+//!   pushed less what is still queued). Once taken, a request holds its file, and closing
+//!   the descriptor no longer reaches it.
 //! - **Kernel-thread exit.** A send cancelled by the kernel because the kernel thread that
 //!   submitted it exited (see [`UringReactor::file_request`]) sent nothing, and is made
 //!   again.
@@ -202,8 +209,9 @@ const STREAMS_KEY: u64 = 2;
 // The fixed keys are told apart from the addresses of 8-byte aligned records.
 const _: () = assert!(std::mem::align_of::<Completion>() >= 4);
 
-/// Submission queue entries per ring. Requests are submitted one at a time as they are
-/// made, so the queue rarely holds more than one or two.
+/// Submission queue entries per ring: what one `io_uring_enter` can carry. A round queues
+/// a request per thread that waits or sends; a push that finds the queue full submits it
+/// there and then, so a larger round only takes more system calls.
 const SQ_ENTRIES: u32 = 256;
 
 /// Completion queue entries per ring: room for a burst of ready descriptors (many-to-one
@@ -220,8 +228,10 @@ pub(crate) struct UringReactor {
     ring: IoUring,
     /// The process the ring was set up in (`fork.rs`).
     provenance: Provenance,
-    /// Serializes pushes to the submission queue (module docs, "Who touches the ring").
-    submit_lock: Mutex<()>,
+    /// Serializes pushes to the submission queue (module docs, "Who touches the ring"), and
+    /// counts the entries pushed so far: the count an entry's push returns is its position,
+    /// which [`Self::is_submitted`] compares with what the kernel has taken.
+    submit_lock: Mutex<u64>,
     /// One-shot requests whose ring reference has not come back: a busy worker reaps only
     /// while there are some (or threads waiting on a registration).
     in_flight: AtomicUsize,
@@ -359,7 +369,7 @@ impl UringReactor {
         Ok(UringReactor {
             ring,
             provenance: Provenance::here(),
-            submit_lock: Mutex::new(()),
+            submit_lock: Mutex::new(0),
             in_flight: AtomicUsize::new(0),
             streams: EpollReactor::for_registrations()?,
             streams_armed: AtomicBool::new(false),
@@ -387,34 +397,21 @@ impl UringReactor {
         &self.streams
     }
 
-    /// Pushes `entry` to the submission queue.
+    /// Pushes `entry` to the submission queue; returns its position (`submit_lock`).
     ///
     /// # Safety
     ///
     /// Every memory the entry points to stays valid until its completion is reaped.
-    unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
-        let locked = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: the caller's promise.
-        unsafe { self.push_locked(&locked, entry) }
-    }
-
-    /// [`Self::push`] for a caller that holds `submit_lock` (its guard is `_locked`).
-    ///
-    /// # Safety
-    ///
-    /// As [`Self::push`].
-    unsafe fn push_locked(
-        &self,
-        _locked: &std::sync::MutexGuard<'_, ()>,
-        entry: &squeue::Entry,
-    ) -> io::Result<()> {
+    unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<u64> {
+        let mut pushed = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: pushes happen only under `submit_lock`, so this is the only live handle
         // on the submission queue.
         let mut sq = unsafe { self.ring.submission_shared() };
         loop {
             // SAFETY: the caller keeps the entry's memory valid until its completion.
             if unsafe { sq.push(entry) }.is_ok() {
-                return Ok(()); // dropping `sq` publishes the new tail
+                *pushed += 1;
+                return Ok(*pushed); // dropping `sq` publishes the new tail
             }
             // Full: hand what is queued to the kernel, then try again.
             sq.sync();
@@ -427,8 +424,18 @@ impl UringReactor {
         }
     }
 
-    /// Submits `entry` for `op` now: the ring takes its reference (module docs).
-    fn submit(&self, entry: squeue::Entry, op: &Arc<Completion>) -> io::Result<()> {
+    /// Whether the kernel has taken the entry pushed at `position` from the queue.
+    fn is_submitted(&self, position: u64) -> bool {
+        let pushed = self.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: under `submit_lock`, as every use of the submission queue. The queue's
+        // length is what is pushed and not yet taken: the last `len` of the pushed entries.
+        let queued = unsafe { self.ring.submission_shared() }.len() as u64;
+        *pushed - queued >= position
+    }
+
+    /// Queues `entry` for `op`: the ring takes its reference (module docs). Returns the
+    /// entry's position (`submit_lock`).
+    fn submit(&self, entry: squeue::Entry, op: &Arc<Completion>) -> io::Result<u64> {
         let data = Arc::into_raw(op.clone());
         let entry = entry.user_data(data as u64);
         // Counted before the push: once queued, the request may complete and be reaped
@@ -436,15 +443,18 @@ impl UringReactor {
         self.in_flight.fetch_add(1, Relaxed);
         // SAFETY: the entry's memory is the file and buffer of `op`, which the ring's
         // reference keeps alive until the completion is reaped.
-        if let Err(e) = unsafe { self.push(&entry) } {
-            self.in_flight.fetch_sub(1, Relaxed);
-            // SAFETY: the entry was not queued, so this reference is still ours to drop.
-            drop(unsafe { Arc::from_raw(data) });
-            return Err(e);
-        }
+        let position = match unsafe { self.push(&entry) } {
+            Ok(position) => position,
+            Err(e) => {
+                self.in_flight.fetch_sub(1, Relaxed);
+                // SAFETY: the entry was not queued, so this reference is still ours to drop.
+                drop(unsafe { Arc::from_raw(data) });
+                return Err(e);
+            }
+        };
         // Not submitted here: the driver hands everything queued to the kernel in one
         // `io_uring_enter` at its next poll (module docs, "Submitting").
-        Ok(())
+        Ok(position)
     }
 
     /// Hands what is queued to the kernel. A transient failure leaves the entries queued;
@@ -475,19 +485,25 @@ impl UringReactor {
         }
     }
 
-    /// Hands everything queued to the kernel before returning, retrying transient failures:
-    /// for a waiter whose queued request names a socket it may close next ("Stream
-    /// writes" in the module docs). Runs in destructors, so it aborts (with a message)
-    /// instead of panicking if the kernel keeps refusing.
-    fn submit_before_close(&self) {
+    /// Returns once the kernel has taken the entry at `position` from the queue, entering
+    /// the kernel as often as needed (an `io_uring_enter` may take only part of the queue,
+    /// or fail for a transient reason): for a waiter whose queued request names a socket it
+    /// may close next ("Stream writes" in the module docs). Runs in destructors, so it
+    /// aborts (with a message) instead of panicking if the kernel keeps refusing.
+    fn submit_before_close(&self, position: u64) {
         for _ in 0..10_000 {
+            if self.is_submitted(position) {
+                return;
+            }
             match self.ring.submit() {
-                Ok(_) => return,
+                Ok(_) => {}
                 Err(e) if transient(&e) => std::thread::yield_now(),
                 Err(e) => submit_failed_abort(&e),
             }
         }
-        submit_failed_abort(&io::Error::other("io_uring_enter kept failing"));
+        if !self.is_submitted(position) {
+            submit_failed_abort(&io::Error::other("io_uring_enter kept leaving it queued"));
+        }
     }
 
     /// See [`super::Reactor::poll`]. Called only by the worker's driver.
@@ -798,12 +814,12 @@ impl UringReactor {
             let entry = opcode::Send::new(Fd(fd.as_raw_fd()), ptr, len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build();
-            if let Err(e) = self.submit(entry, &op) {
-                return Some(Err(e));
-            }
+            // A ring that cannot take the request leaves the write to the caller.
+            let position = self.submit(entry, &op).ok()?;
             let _submitted_on_exit = SubmitOnExit {
                 reactor: self,
                 op: &op,
+                position,
             };
             let in_time = park_until_ready(|| op.is_done(), reason, fd, deadline);
             if !in_time {
@@ -836,13 +852,79 @@ impl UringReactor {
 struct SubmitOnExit<'a> {
     reactor: &'a UringReactor,
     op: &'a Arc<Completion>,
+    /// The send's position in the submission queue.
+    position: u64,
 }
 
 impl Drop for SubmitOnExit<'_> {
     fn drop(&mut self) {
         if !self.op.is_done() {
             self.reactor.cancel(self.op);
-            self.reactor.submit_before_close();
+            self.reactor.submit_before_close(self.position);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::io::{ErrorKind, Read};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// A send queued and never submitted, whose waiter then leaves (as an unwound one does)
+    /// and whose descriptor's number then names another socket: the send must have gone to
+    /// its own socket (or nowhere), never to the other.
+    #[test]
+    fn a_send_whose_waiter_leaves_is_submitted_before_its_socket_can_close() {
+        let ring = match UringReactor::new() {
+            Ok(ring) => ring,
+            Err(e) => return eprintln!("io_uring unavailable, nothing to test: {e}"),
+        };
+        let (own, own_peer) = UnixStream::pair().unwrap();
+        let (other, other_peer) = UnixStream::pair().unwrap();
+        own_peer.set_nonblocking(true).unwrap();
+        other_peer.set_nonblocking(true).unwrap();
+        let op = Completion::new(b"queued".to_vec(), None);
+        // SAFETY: the request is not made yet, so the buffer is ours alone.
+        let (ptr, len) = unsafe {
+            let buf = &*op.buffer.get();
+            (buf.as_ptr(), buf.len() as u32)
+        };
+        let entry = opcode::Send::new(Fd(own.as_raw_fd()), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        // Queued only: no driver runs here to submit it.
+        let position = ring.submit(entry, &op).unwrap();
+        drop(SubmitOnExit {
+            reactor: &ring,
+            op: &op,
+            position,
+        });
+        // The waiter's socket closes and its number goes to the other socket at once.
+        let number = own.into_raw_fd();
+        // SAFETY: `number` is ours (just released by `own`), and `dup2` closes it and
+        // reopens it on the other socket; `reused` then owns it.
+        let reused = unsafe {
+            assert_eq!(libc::dup2(other.as_raw_fd(), number), number);
+            OwnedFd::from_raw_fd(number)
+        };
+        // Whatever is still queued goes to the kernel now, and everything completes.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !op.is_done() {
+            assert!(Instant::now() < give_up, "the send never completed");
+            ring.poll(Some(Duration::from_millis(10)));
+        }
+        let mut buf = [0u8; 16];
+        match (&other_peer).read(&mut buf) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            got => panic!("the send reached the socket that took its number: {got:?}"),
+        }
+        match (&own_peer).read(&mut buf) {
+            Ok(n) => assert_eq!(&buf[..n], b"queued"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}"),
+        }
+        drop(reused);
     }
 }
