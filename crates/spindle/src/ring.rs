@@ -59,16 +59,35 @@ impl<T> Ring<T> {
         self.tail == self.head
     }
 
+    /// Items it can hold before it grows.
+    #[inline]
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Adds `item` at the back.
     #[inline]
     pub(crate) fn push_back(&mut self, item: T) {
         if self.len() == self.slots.len() {
             self.grow();
         }
+        // SAFETY: after `grow`, fewer items are held than there are slots.
+        unsafe { self.push_back_into_free_slot(item) };
+    }
+
+    /// Adds `item` at the back, in a slot the caller knows is free: for a path that has
+    /// already compared the length with a bound no larger than [`Ring::slots`].
+    ///
+    /// # Safety
+    ///
+    /// `self.len() < self.slots()`.
+    #[inline]
+    pub(crate) unsafe fn push_back_into_free_slot(&mut self, item: T) {
+        debug_assert!(self.len() < self.slots.len());
         let index = self.tail & (self.slots.len() - 1);
-        // SAFETY: after `grow` there is at least one slot (a power of two), so the mask
-        // keeps `index` below `slots.len()`; the slot is free, since fewer than
-        // `slots.len()` items are held and they take the slots before `tail`.
+        // SAFETY: fewer items are held than there are slots (the caller's promise), so
+        // there is at least one slot (a power of two) and the mask keeps `index` below
+        // `slots.len()`; the slot is free, since the items take the slots before `tail`.
         unsafe { self.slots.get_unchecked_mut(index) }.write(item);
         self.tail = self.tail.wrapping_add(1);
     }

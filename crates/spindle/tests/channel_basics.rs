@@ -40,6 +40,32 @@ cross_model! {
         assert_eq!(got, (0..500).collect::<Vec<_>>());
     }
 
+    fn a_bounded_channel_larger_than_its_first_allocation_fills_to_its_capacity(_model) {
+        // A bounded channel allocates at most 1,024 slots up front and grows beyond; sends
+        // past the first allocation take the path that grows the buffer, and the capacity
+        // still holds exactly.
+        const CAP: usize = 3000;
+        let (tx, rx) = bounded(CAP);
+        for i in 0..CAP {
+            assert_eq!(tx.try_send(i), Ok(()), "send {i} of {CAP}");
+        }
+        assert!(tx.is_full());
+        assert_eq!(tx.try_send(CAP), Err(TrySendError::Full(CAP)));
+        // Wrap the ring around a few times, one out and one in.
+        for i in CAP..3 * CAP {
+            assert_eq!(rx.try_recv(), Ok(i - CAP));
+            assert_eq!(tx.try_send(i), Ok(()));
+            assert_eq!(tx.try_send(usize::MAX), Err(TrySendError::Full(usize::MAX)));
+        }
+        let got: Vec<usize> = rx.try_iter().collect();
+        assert_eq!(got, (2 * CAP..3 * CAP).collect::<Vec<_>>());
+        // Receivers gone: a send finds out at once, with its message back.
+        tx.send(7).unwrap();
+        drop(rx);
+        assert_eq!(tx.try_send(8), Err(TrySendError::Disconnected(8)));
+        assert_eq!(tx.send(9), Err(SendError(9)));
+    }
+
     fn send_blocks_while_full(_model) {
         let (tx, rx) = bounded(2);
         tx.send(1).unwrap();

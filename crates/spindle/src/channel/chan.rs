@@ -69,6 +69,12 @@ struct ChanState<T> {
     waiting_senders: WaitList<SlotEntry<T>>,
     senders_gone: bool,
     receivers_gone: bool,
+    /// How many messages the buffer may hold for `send`'s inlined path to push one more:
+    /// the capacity or the ring's slots, whichever is fewer, while receivers are there,
+    /// and 0 once they are gone. One compare then stands for three: receivers there, room
+    /// under the capacity, and a free slot without growing the ring (a push that grows it
+    /// goes through `send_contended`, which updates this).
+    fast_send_room: usize,
 }
 
 impl<T> ChanState<T> {
@@ -114,8 +120,11 @@ impl<T> Chan<T> {
             Some(n) => Ring::with_capacity(n.min(PREALLOCATE_MAX)),
             None => Ring::default(),
         };
+        let bounded = cap.is_some();
+        let cap = cap.unwrap_or(usize::MAX);
         Chan {
             state: BiasedSpinLock::new(ChanState {
+                fast_send_room: cap.min(buffer.slots()),
                 buffer,
                 waiting_receivers: WaitList::new(),
                 waiting_senders: WaitList::new(),
@@ -123,8 +132,8 @@ impl<T> Chan<T> {
                 receivers_gone: false,
             }),
             recv_ready_hint: AtomicBool::new(false),
-            cap: cap.unwrap_or(usize::MAX),
-            bounded: cap.is_some(),
+            cap,
+            bounded,
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
         }
@@ -139,12 +148,10 @@ impl<T> Chan<T> {
         let mut state = self.lock();
         // Step 3 when the receivers are there, none waits (then step 2 has nothing to do)
         // and there is room: the uncontended path, inlined.
-        if !state.receivers_gone
-            && state.waiting_receivers.is_empty()
-            && state.buffer.len() < self.cap
-        {
+        if state.waiting_receivers.is_empty() && state.buffer.len() < state.fast_send_room {
             let was_empty = state.buffer.is_empty();
-            state.buffer.push_back(message);
+            // SAFETY: `fast_send_room` is at most the ring's slots.
+            unsafe { state.buffer.push_back_into_free_slot(message) };
             if was_empty {
                 // A message is buffered: a receive would succeed now.
                 state.unlock_with_hint(true);
@@ -195,6 +202,8 @@ impl<T> Chan<T> {
         // Step 3 (the receivers' list held only stale entries or observers).
         if state.buffer.len() < self.cap {
             state.buffer.push_back(message);
+            // The push may have grown the ring.
+            state.fast_send_room = self.cap.min(state.buffer.slots());
             return Ok(());
         }
         // Step 4.
@@ -392,6 +401,7 @@ impl<T> Chan<T> {
         let mut wakeups = Wakeups::new(DISCONNECTED);
         let mut state = self.lock();
         state.receivers_gone = true;
+        state.fast_send_room = 0;
         claim_all(&mut state.waiting_senders, &mut wakeups);
         let buffered = std::mem::take(&mut state.buffer);
         drop(state);

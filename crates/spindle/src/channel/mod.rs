@@ -48,6 +48,11 @@
 //!   parked threads' stacks (`sync/wait_list.rs`): blocking allocates nothing. A sender's
 //!   entry carries its message in a slot; a receiver's entry has an empty slot.
 //! - `senders_gone`, `receivers_gone`: set when the last handle of that side is dropped.
+//! - `fast_send_room`: derived, for `send`'s inlined path: `min(cap, ring slots)` while the
+//!   receivers are there, 0 once they are gone. "No receiver waits and `len <
+//!   fast_send_room`" is then one test for steps 1 to 3 (receivers there, room, and a free
+//!   slot without growing the ring); when it fails, the out-of-line path runs the steps in
+//!   full and recomputes the room after a push that grew the ring.
 //!
 //! Invariants, all under the lock: a receiver waits only while the buffer is empty and no
 //! sender waits; a sender waits only while the buffer is full (`len == cap`) and no receiver
