@@ -98,12 +98,25 @@ impl<T> Ring<T> {
         if self.is_empty() {
             return None;
         }
+        // SAFETY: it is not empty.
+        Some(unsafe { self.pop_front_held() })
+    }
+
+    /// Takes the item at the front, which the caller knows is there: for a path that has
+    /// already compared the length with a bound of at least 0.
+    ///
+    /// # Safety
+    ///
+    /// `!self.is_empty()`.
+    #[inline]
+    pub(crate) unsafe fn pop_front_held(&mut self) -> T {
+        debug_assert!(!self.is_empty());
         let index = self.head & (self.slots.len() - 1);
         self.head = self.head.wrapping_add(1);
-        // SAFETY: the ring is not empty, so it has slots (a power of two) and `index` is
-        // below their number; the slot at `head` holds the oldest item, which this read
-        // moves out: advancing `head` above made the slot free again.
-        Some(unsafe { self.slots.get_unchecked(index).assume_init_read() })
+        // SAFETY: the ring is not empty (the caller's promise), so it has slots (a power of
+        // two) and `index` is below their number; the slot at `head` holds the oldest item,
+        // which this read moves out: advancing `head` above made the slot free again.
+        unsafe { self.slots.get_unchecked(index).assume_init_read() }
     }
 
     /// The item at the front (the oldest), if any.

@@ -66,6 +66,20 @@ cross_model! {
         assert_eq!(tx.send(9), Err(SendError(9)));
     }
 
+    fn a_receive_that_makes_room_moves_the_waiting_senders_message_in(_model) {
+        // The receive's inlined path must not pop while a sender waits: the message taken
+        // leaves room that the sender's message fills at once, and the sender is woken.
+        let (tx, rx) = bounded(1);
+        tx.send(1).unwrap();
+        let sender = spindle::spawn(move || tx.send(2).unwrap());
+        common::wait_until_parked(sender.thread().id(), spindle::WaitReason::ChannelSend);
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.len(), 1, "the waiting sender's message is in the buffer");
+        sender.join().unwrap();
+        assert_eq!(rx.recv(), Ok(2));
+        assert_eq!(rx.recv(), Err(RecvError));
+    }
+
     fn send_blocks_while_full(_model) {
         let (tx, rx) = bounded(2);
         tx.send(1).unwrap();

@@ -13,13 +13,12 @@ use std::io::{ErrorKind, IoSliceMut, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use spindle::debug;
 use spindle::io::IoBackend;
 use spindle::net::unix::UnixStream;
 use spindle::net::{TcpListener, TcpStream};
-use spindle::{Model, Runtime, ThreadId, WaitReason};
+use spindle::{Model, Runtime, WaitReason};
 
 mod common;
 use common::Watchdog;
@@ -52,24 +51,6 @@ fn runtimes() -> Vec<Runtime> {
     all
 }
 
-/// Waits (sleeping 1 ms at a time) until thread `id` is parked for `reason`.
-fn wait_until_parked(id: ThreadId, reason: WaitReason) {
-    let start = Instant::now();
-    loop {
-        let parked = debug::threads()
-            .iter()
-            .any(|t| t.id == id && t.state.wait_reason() == Some(reason));
-        if parked {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "thread {id:?} never parked for {reason:?}"
-        );
-        spindle::sleep(Duration::from_millis(1));
-    }
-}
-
 /// A connected TCP pair on loopback.
 fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -94,7 +75,7 @@ fn two_readers_of_one_handle_are_both_woken_whatever_order_they_read_in() {
                 results.send((me, n.map(|n| buf[..n].to_vec()))).unwrap();
             });
             // The first takes the registration's slot, the second waits another way.
-            wait_until_parked(reader.thread().id(), WaitReason::UnixRead);
+            common::wait_until_parked(reader.thread().id(), WaitReason::UnixRead);
             readers.push(reader);
         }
         b.write_all(b"one").unwrap();
@@ -103,7 +84,7 @@ fn two_readers_of_one_handle_are_both_woken_whatever_order_they_read_in() {
         // The other was woken too, found nothing, and must wait again where the next
         // event finds it.
         let other = readers.iter().find(|r| r.thread().id() != first).unwrap();
-        wait_until_parked(other.thread().id(), WaitReason::UnixRead);
+        common::wait_until_parked(other.thread().id(), WaitReason::UnixRead);
         b.write_all(b"two").unwrap();
         let (_, read) = got.recv().unwrap();
         assert_eq!(read.expect("the second reader missed its wakeup"), b"two");
@@ -122,7 +103,7 @@ where
 {
     let me = spindle::thread::current().id();
     let feeder = spindle::spawn(move || {
-        wait_until_parked(me, reason);
+        common::wait_until_parked(me, reason);
         (&writer).write_all(b"hello").unwrap();
         writer
     });

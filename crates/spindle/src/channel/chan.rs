@@ -75,6 +75,12 @@ struct ChanState<T> {
     /// under the capacity, and a free slot without growing the ring (a push that grows it
     /// goes through `send_contended`, which updates this).
     fast_send_room: usize,
+    /// How many messages the buffer must hold for `recv`'s inlined path to pop one: 0
+    /// while no sender waits, `usize::MAX` while one does (an observer counts: the path
+    /// that serves it runs out of line). One compare then stands for two: a message there
+    /// and no sender to move into the buffer after it. Every unlock but the inlined paths'
+    /// (which leave the senders' list as they found it) recomputes it (`ChanGuard::drop`).
+    fast_recv_floor: usize,
 }
 
 impl<T> ChanState<T> {
@@ -125,6 +131,7 @@ impl<T> Chan<T> {
         Chan {
             state: BiasedSpinLock::new(ChanState {
                 fast_send_room: cap.min(buffer.slots()),
+                fast_recv_floor: 0,
                 buffer,
                 waiting_receivers: WaitList::new(),
                 waiting_senders: WaitList::new(),
@@ -240,25 +247,21 @@ impl<T> Chan<T> {
     pub(crate) fn recv(&self, wait: Wait) -> Result<T, RecvFailure> {
         // Empty: give the producer a turn before parking (see `yield_first`). The hint lets
         // us skip the lock round trip when the channel looked empty at the last unlock.
-        let mut yielded = false;
-        if !self.recv_ready_hint.load(Relaxed) && yield_first(wait) {
-            crate::thread::yield_now();
-            yielded = true;
-        }
+        let yielded = !self.recv_ready_hint.load(Relaxed) && yield_if_first(wait);
         let mut state = self.lock();
         // Step 1 when no sender waits: the uncontended path, inlined.
-        if state.waiting_senders.is_empty() {
-            if let Some(message) = state.buffer.pop_front() {
-                if state.buffer.is_empty() {
-                    // `ChanGuard::drop`'s look, knowing that no sender waits.
-                    let ready = state.senders_gone;
-                    state.unlock_with_hint(ready);
-                } else {
-                    // A receive would still succeed, as it would have before this one.
-                    state.unlock_keeping_hint();
-                }
-                return Ok(message);
+        if state.buffer.len() > state.fast_recv_floor {
+            // SAFETY: the buffer holds more than 0 messages.
+            let message = unsafe { state.buffer.pop_front_held() };
+            if state.buffer.is_empty() {
+                // `ChanGuard::drop`'s look, knowing that no sender waits.
+                let ready = state.senders_gone;
+                state.unlock_with_hint(ready);
+            } else {
+                // A receive would still succeed, as it would have before this one.
+                state.unlock_keeping_hint();
             }
+            return Ok(message);
         }
         self.recv_contended(state, wait, yielded)
     }
@@ -500,7 +503,8 @@ impl<T> Chan<T> {
 /// a few loads and a plain store, no read-modify-write). Every unlock of the channel goes
 /// through a guard, so the hint always says what the last unlock saw: the fast paths use
 /// that to skip the store when their change leaves the answer as it was (a send into a
-/// buffer that held messages, a receive that leaves some).
+/// buffer that held messages, a receive that leaves some). It also recomputes
+/// `fast_recv_floor` from the senders' list, which only the out-of-line paths change.
 struct ChanGuard<'a, T> {
     hint: &'a AtomicBool,
     state: BiasedGuard<'a, ChanState<T>>,
@@ -536,7 +540,8 @@ impl<T> ChanGuard<'_, T> {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so the lock guard is moved out of
         // it exactly once, and dropping that unlocks as `Drop` would, without its hint
-        // store (the caller vouches that the hint is current); the guard's only other
+        // store and its `fast_recv_floor` update (the caller vouches that both are
+        // current: it changed neither wait list); the guard's only other
         // field is a shared reference, which needs no drop.
         drop(unsafe { std::ptr::read(&this.state) });
     }
@@ -545,11 +550,25 @@ impl<T> ChanGuard<'_, T> {
 impl<T> Drop for ChanGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        let s = &*self.state;
-        let ready = !s.buffer.is_empty() || !s.waiting_senders.is_empty() || s.senders_gone;
+        let s = &mut *self.state;
+        let senders_wait = !s.waiting_senders.is_empty();
+        s.fast_recv_floor = if senders_wait { usize::MAX } else { 0 };
+        let ready = !s.buffer.is_empty() || senders_wait || s.senders_gone;
         self.hint.store(ready, Relaxed);
         // `state` (the spin lock guard) is dropped after this, unlocking.
     }
+}
+
+/// Yields if [`yield_first`] says so, and says whether it did: for `recv`'s look at the
+/// hint, out of line so that the path through a ready channel runs straight on.
+#[cold]
+#[inline(never)]
+fn yield_if_first(wait: Wait) -> bool {
+    let yields = yield_first(wait);
+    if yields {
+        crate::thread::yield_now();
+    }
+    yields
 }
 
 /// Whether an operation that would have to wait should first yield once and look again.

@@ -253,3 +253,21 @@ pub fn raise_nofile(needed: u64) {
         )
     });
 }
+
+/// Waits (sleeping 1 ms at a time) until thread `id` is parked for `reason`.
+pub fn wait_until_parked(id: spindle::ThreadId, reason: spindle::WaitReason) {
+    let start = std::time::Instant::now();
+    loop {
+        let parked = spindle::debug::threads()
+            .iter()
+            .any(|t| t.id == id && t.state.wait_reason() == Some(reason));
+        if parked {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "thread {id:?} never parked for {reason:?}"
+        );
+        spindle::sleep(Duration::from_millis(1));
+    }
+}
