@@ -19,7 +19,9 @@
 //!    (`sync/biased_lock.rs`), so its lock costs no atomic read-modify-write. The ratio
 //!    spindle / crossbeam-channel is held to at least 5. crossbeam's figure varies most
 //!    from run to run (its two kernel threads share a core or not, as the kernel places
-//!    them): 11 to 60 M msg/s on this VM.
+//!    them): 11 to 77 M msg/s on this VM. spindle's varies by about 2x, from minute to
+//!    minute, whatever else the VM does: the same binary sends 50 M messages at 142 or at
+//!    265 M msg/s (two speeds, little in between; the host's doing, it seems).
 //! 3. *Contention.* Many threads (1,000) each add 1 to one shared counter under a Mutex
 //!    many times (10,000): green threads in many-to-many (one worker per core) with
 //!    spindle's Mutex, kernel threads with std's Mutex, and kernel threads (one-to-one)
