@@ -247,7 +247,11 @@ impl<T> Chan<T> {
     pub(crate) fn recv(&self, wait: Wait) -> Result<T, RecvFailure> {
         // Empty: give the producer a turn before parking (see `yield_first`). The hint lets
         // us skip the lock round trip when the channel looked empty at the last unlock.
-        let yielded = !self.recv_ready_hint.load(Relaxed) && yield_if_first(wait);
+        let mut yielded = false;
+        if !self.recv_ready_hint.load(Relaxed) && yield_first(wait) {
+            crate::thread::yield_now();
+            yielded = true;
+        }
         let mut state = self.lock();
         // Step 1 when no sender waits: the uncontended path, inlined.
         if state.buffer.len() > state.fast_recv_floor {
@@ -557,18 +561,6 @@ impl<T> Drop for ChanGuard<'_, T> {
         self.hint.store(ready, Relaxed);
         // `state` (the spin lock guard) is dropped after this, unlocking.
     }
-}
-
-/// Yields if [`yield_first`] says so, and says whether it did: for `recv`'s look at the
-/// hint, out of line so that the path through a ready channel runs straight on.
-#[cold]
-#[inline(never)]
-fn yield_if_first(wait: Wait) -> bool {
-    let yields = yield_first(wait);
-    if yields {
-        crate::thread::yield_now();
-    }
-    yields
 }
 
 /// Whether an operation that would have to wait should first yield once and look again.
