@@ -103,7 +103,7 @@ impl<T> Ring<T> {
     }
 
     /// Takes the item at the front, which the caller knows is there: for a path that has
-    /// already compared the length with a bound of at least 0.
+    /// already found the length above some bound (any bound is at least 0).
     ///
     /// # Safety
     ///

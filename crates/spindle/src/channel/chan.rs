@@ -72,18 +72,35 @@ struct ChanState<T> {
     /// How many messages the buffer may hold for `send`'s inlined path to push one more:
     /// the capacity or the ring's slots, whichever is fewer, while receivers are there,
     /// and 0 once they are gone. One compare then stands for three: receivers there, room
-    /// under the capacity, and a free slot without growing the ring (a push that grows it
-    /// goes through `send_contended`, which updates this).
+    /// under the capacity, and a free slot without growing the ring.
     fast_send_room: usize,
     /// How many messages the buffer must hold for `recv`'s inlined path to pop one: 0
     /// while no sender waits, `usize::MAX` while one does (an observer counts: the path
     /// that serves it runs out of line). One compare then stands for two: a message there
-    /// and no sender to move into the buffer after it. Every unlock but the inlined paths'
-    /// (which leave the senders' list as they found it) recomputes it (`ChanGuard::drop`).
+    /// and no sender to move into the buffer after it.
+    ///
+    /// Both bounds are derived, and every unlock through `ChanGuard::drop` derives them
+    /// again; the inlined paths unlock without, as they change nothing the bounds depend
+    /// on (no list, no end's departure, no growth of the ring).
     fast_recv_floor: usize,
 }
 
 impl<T> ChanState<T> {
+    /// Sets `fast_send_room` and `fast_recv_floor` from what they are derived from, for a
+    /// channel of capacity `cap`.
+    fn derive_fast_bounds(&mut self, cap: usize) {
+        self.fast_send_room = if self.receivers_gone {
+            0
+        } else {
+            cap.min(self.buffer.slots())
+        };
+        self.fast_recv_floor = if self.waiting_senders.is_empty() {
+            0
+        } else {
+            usize::MAX
+        };
+    }
+
     fn list(&mut self, side: Side) -> &mut WaitList<SlotEntry<T>> {
         match side {
             Side::Send => &mut self.waiting_senders,
@@ -128,16 +145,18 @@ impl<T> Chan<T> {
         };
         let bounded = cap.is_some();
         let cap = cap.unwrap_or(usize::MAX);
+        let mut state = ChanState {
+            buffer,
+            waiting_receivers: WaitList::new(),
+            waiting_senders: WaitList::new(),
+            senders_gone: false,
+            receivers_gone: false,
+            fast_send_room: 0,
+            fast_recv_floor: 0,
+        };
+        state.derive_fast_bounds(cap);
         Chan {
-            state: BiasedSpinLock::new(ChanState {
-                fast_send_room: cap.min(buffer.slots()),
-                fast_recv_floor: 0,
-                buffer,
-                waiting_receivers: WaitList::new(),
-                waiting_senders: WaitList::new(),
-                senders_gone: false,
-                receivers_gone: false,
-            }),
+            state: BiasedSpinLock::new(state),
             recv_ready_hint: AtomicBool::new(false),
             cap,
             bounded,
@@ -209,8 +228,6 @@ impl<T> Chan<T> {
         // Step 3 (the receivers' list held only stale entries or observers).
         if state.buffer.len() < self.cap {
             state.buffer.push_back(message);
-            // The push may have grown the ring.
-            state.fast_send_room = self.cap.min(state.buffer.slots());
             return Ok(());
         }
         // Step 4.
@@ -343,7 +360,7 @@ impl<T> Chan<T> {
     #[inline]
     fn lock(&self) -> ChanGuard<'_, T> {
         ChanGuard {
-            hint: &self.recv_ready_hint,
+            chan: self,
             state: self.state.lock(),
         }
     }
@@ -408,7 +425,6 @@ impl<T> Chan<T> {
         let mut wakeups = Wakeups::new(DISCONNECTED);
         let mut state = self.lock();
         state.receivers_gone = true;
-        state.fast_send_room = 0;
         claim_all(&mut state.waiting_senders, &mut wakeups);
         let buffered = std::mem::take(&mut state.buffer);
         drop(state);
@@ -507,10 +523,12 @@ impl<T> Chan<T> {
 /// a few loads and a plain store, no read-modify-write). Every unlock of the channel goes
 /// through a guard, so the hint always says what the last unlock saw: the fast paths use
 /// that to skip the store when their change leaves the answer as it was (a send into a
-/// buffer that held messages, a receive that leaves some). It also recomputes
-/// `fast_recv_floor` from the senders' list, which only the out-of-line paths change.
+/// buffer that held messages, a receive that leaves some). It also derives the inlined
+/// paths' bounds again (`fast_send_room`, `fast_recv_floor`), which only the out-of-line
+/// paths can change.
 struct ChanGuard<'a, T> {
-    hint: &'a AtomicBool,
+    /// The channel: its hint, and the capacity `fast_send_room` is derived from.
+    chan: &'a Chan<T>,
     state: BiasedGuard<'a, ChanState<T>>,
 }
 
@@ -533,7 +551,7 @@ impl<T> ChanGuard<'_, T> {
     /// find without looking at the whole state again.
     #[inline(always)]
     fn unlock_with_hint(self, ready: bool) {
-        self.hint.store(ready, Relaxed);
+        self.chan.recv_ready_hint.store(ready, Relaxed);
         self.unlock_keeping_hint();
     }
 
@@ -544,9 +562,9 @@ impl<T> ChanGuard<'_, T> {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so the lock guard is moved out of
         // it exactly once, and dropping that unlocks as `Drop` would, without its hint
-        // store and its `fast_recv_floor` update (the caller vouches that both are
-        // current: it changed neither wait list); the guard's only other
-        // field is a shared reference, which needs no drop.
+        // store and bound updates (the caller vouches that all are current: it changed
+        // neither wait list, nor an end, nor the ring's size); the guard's other field
+        // is a shared reference, which needs no drop.
         drop(unsafe { std::ptr::read(&this.state) });
     }
 }
@@ -555,10 +573,9 @@ impl<T> Drop for ChanGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let s = &mut *self.state;
-        let senders_wait = !s.waiting_senders.is_empty();
-        s.fast_recv_floor = if senders_wait { usize::MAX } else { 0 };
-        let ready = !s.buffer.is_empty() || senders_wait || s.senders_gone;
-        self.hint.store(ready, Relaxed);
+        s.derive_fast_bounds(self.chan.cap);
+        let ready = !s.buffer.is_empty() || !s.waiting_senders.is_empty() || s.senders_gone;
+        self.chan.recv_ready_hint.store(ready, Relaxed);
         // `state` (the spin lock guard) is dropped after this, unlocking.
     }
 }

@@ -52,11 +52,13 @@
 //!   receivers are there, 0 once they are gone. "No receiver waits and `len <
 //!   fast_send_room`" is then one test for steps 1 to 3 (receivers there, room, and a free
 //!   slot without growing the ring); when it fails, the out-of-line path runs the steps in
-//!   full and recomputes the room after a push that grew the ring.
+//!   full.
 //! - `fast_recv_floor`: derived, for `recv`'s inlined path: 0 while `waiting_senders` is
 //!   empty, `usize::MAX` otherwise, so that "`len > fast_recv_floor`" is one test for "a
-//!   message is there and no sender waits". Every unlock by a guard's drop recomputes it;
-//!   the inlined paths, which change neither list, unlock without.
+//!   message is there and no sender waits".
+//!
+//! Every unlock through the guard's drop derives both bounds again. The inlined paths
+//! unlock without: they change no list, no end's `*_gone`, and never grow the ring.
 //!
 //! Invariants, all under the lock: a receiver waits only while the buffer is empty and no
 //! sender waits; a sender waits only while the buffer is full (`len == cap`) and no receiver

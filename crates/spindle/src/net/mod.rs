@@ -48,10 +48,10 @@
 //! "Stream writes", with the measurement). Such a write always switches, so it spends
 //! nothing of the fairness budget below.
 //!
-//! There is no `set_nonblocking`: a spindle socket never blocks its kernel thread anyway, and clearing `O_NONBLOCK` (on a clone, or through the raw
-//! descriptor) would make calls block the whole worker. Code that wants a non-blocking
-//! attempt uses the std socket (see the conversions below), or a zero-cost alternative
-//! such as `peek`.
+//! There is no `set_nonblocking`: a spindle socket never blocks its kernel thread anyway,
+//! and clearing `O_NONBLOCK` (on a clone, or through the raw descriptor) would make calls
+//! block the whole worker. Code that wants a non-blocking attempt uses the std socket
+//! (see the conversions below), or a zero-cost alternative such as `peek`.
 //!
 //! The one-to-one model could use blocking sockets, but the mode belongs to the open file,
 //! which clones share with sockets that may be used from green threads of another runtime;
@@ -79,9 +79,8 @@
 //! socket (`SO_RCVTIMEO`, `SO_SNDTIMEO`), which a non-blocking socket otherwise ignores.
 //! A call reads it back only when it is about to wait (a small TCP write on io_uring, which
 //! always waits, looks up its stream's cached value each time), so the fast path pays
-//! nothing, and
-//! clones, sockets converted from std and to std, and sockets rebuilt from a raw
-//! descriptor all see the same timeouts, as with std. One exception: a stream
+//! nothing, and clones, sockets converted from std and to std, and sockets rebuilt from a
+//! raw descriptor all see the same timeouts, as with std. One exception: a stream
 //! ([`TcpStream`], [`unix::UnixStream`]) reads its socket's timeouts once and keeps them,
 //! shared with its `try_clone` clones, because a keep-alive connection waits on every
 //! request and the lookup was a system call each time (`stream_state.rs`); so set a

@@ -53,10 +53,10 @@
 //! goes to sleep (the same call that waits), or, while busy, at the check it makes every
 //! 64 switches when requests are in flight or a thread waits on a registration. A server
 //! whose connections each wait for their next request thus makes one system call per
-//! round of the worker, not one per wait: the epoll backend pays an `epoll_ctl` to register and another to deregister each
-//! wait. (Measured with `spindle-lab bench http`: submitting at once, many-to-one served
-//! 66,500 requests per second against tokio's 126,000; queued, 90,000 to 121,000 against
-//! 113,000 to 116,000.)
+//! round of the worker, not one per wait: the epoll backend pays an `epoll_ctl` to
+//! register and another to deregister each wait. (Measured with `spindle-lab bench http`:
+//! submitting at once, many-to-one served 66,500 requests per second against tokio's
+//! 126,000; queued, 90,000 to 121,000 against 113,000 to 116,000.)
 //!
 //! A queued request names its descriptor by number, and the kernel looks the number up
 //! only when the request is submitted. In the normal course the waiter keeps the
@@ -174,9 +174,10 @@
 //! the reactor cannot be dropped at all. So the worker, as it exits after cancelling its
 //! green threads, drains the ring ([`UringReactor::drain`]): it cancels everything still in
 //! flight (requests of cancelled waiters, the wake read and the poll of the streams'
-//! instance) and reaps the completions, for up to [`DRAIN_LIMIT`]. Whatever has not completed by then is leaked (its `Completion`,
-//! and with it the ring, and the wake buffer are never freed), which is safe, where freeing
-//! it would not be. Drop drains again, for a reactor whose worker never ran.
+//! instance) and reaps the completions, for up to [`DRAIN_LIMIT`]. Whatever has not
+//! completed by then is leaked (its `Completion`, and with it the ring, and the wake buffer
+//! are never freed), which is safe, where freeing it would not be. Drop drains again, for a
+//! reactor whose worker never ran.
 
 use std::cell::UnsafeCell;
 use std::io;
