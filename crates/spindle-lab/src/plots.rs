@@ -510,6 +510,13 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                             })
                             .collect(),
                     ),
+                    bars(
+                        "server CPU time per request, lower is better",
+                        "CPU time per request (us, log scale)",
+                        "us",
+                        // The only figures in microseconds are those of CPU_METRIC.
+                        bars_by_unit(figures, "us"),
+                    ),
                 ],
             )
         }

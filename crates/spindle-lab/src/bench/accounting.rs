@@ -14,7 +14,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::{build_runtime, pin_to_cpu, Subject};
+use super::{build_runtime, pin_to_cpu, process_cpu, Subject};
 use crate::figures::Figure;
 
 const EXPERIMENT: &str = "accounting";
@@ -41,20 +41,6 @@ fn work(units: u64, iterations: u64) -> u64 {
         }
     }
     std::hint::black_box(x)
-}
-
-/// User plus system CPU time of the whole process.
-fn process_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is a valid value of the C struct, filled in by the call.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a valid pointer to write to.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(
-        rc, 0,
-        "getrusage(RUSAGE_SELF) cannot fail with valid arguments"
-    );
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// The accuracy part: shares of three threads doing 1, 2 and 3 units, and their sum

@@ -10,12 +10,21 @@
 //! requests per second and the latency percentiles. The machine has two cores, which wrk
 //! shares with the server: the figures are comparable within a run, not absolute. The run
 //! is five rounds of every server ([`run`] says why ratios are taken within a round).
+//!
+//! Each server's CPU time per request is measured too: the process's user and system time
+//! (`getrusage`) while wrk runs, over the requests wrk completed. Only the loaded server
+//! runs then (the others' runtimes are dropped between loads, and wrk is another process),
+//! so it is the server's cost, most of it the kernel's TCP work. Requests per second are a
+//! share of two cores that wrk and the server split as the kernel schedules them, and move
+//! by 10% from round to round; CPU time per request is the server's own efficiency, and
+//! moves much less.
 
 use std::io;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::time::Duration;
 
-use super::Subject;
+use super::{process_cpu, Subject};
 use crate::figures::Figure;
 
 #[path = "../../../spindle/examples/http_hello/server.rs"]
@@ -27,6 +36,8 @@ const EXPERIMENT: &str = "http";
 pub const RPS_METRIC: &str = "requests per second";
 /// The start of the latency figures' metrics.
 pub const LATENCY_METRIC: &str = "latency";
+/// The start of the server CPU time figures' metric.
+pub const CPU_METRIC: &str = "server CPU per request";
 
 /// wrk's open connections, and its threads.
 const CONNECTIONS: u32 = 256;
@@ -35,17 +46,30 @@ const WRK_THREADS: u32 = 2;
 /// Workers of the many-to-many subjects, spindle's and tokio's alike.
 const WORKERS: usize = 2;
 
-/// What wrk reported for one server.
+/// What wrk reported for one server, and the server's CPU time meanwhile.
 struct Load {
     requests_per_sec: f64,
+    /// Requests completed in the whole run.
+    requests: u64,
     p50_ms: f64,
     p99_ms: f64,
     /// wrk's "Socket errors" and "Non-2xx" lines, if any.
     errors: Option<String>,
+    /// CPU time (user + system) this process spent while wrk ran: the server's, as no other
+    /// server runs then (wrk is another process).
+    server_cpu: Duration,
+}
+
+impl Load {
+    /// The server's CPU time per request, in microseconds.
+    fn cpu_per_request_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
 }
 
 /// Runs wrk against `addr` for `secs` seconds.
 fn wrk(addr: SocketAddr, secs: u64) -> io::Result<Load> {
+    let cpu_before = process_cpu();
     let out = Command::new("wrk")
         .args([
             format!("-t{WRK_THREADS}"),
@@ -56,6 +80,7 @@ fn wrk(addr: SocketAddr, secs: u64) -> io::Result<Load> {
         ])
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot run wrk: {e}")))?;
+    let server_cpu = process_cpu() - cpu_before;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(io::Error::other(format!(
@@ -65,11 +90,15 @@ fn wrk(addr: SocketAddr, secs: u64) -> io::Result<Load> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    parse_wrk(&text)
+    Ok(Load {
+        server_cpu,
+        ..parse_wrk(&text)?
+    })
 }
 
-/// Reads wrk's report: "Requests/sec:", the latency distribution's 50% and 99% lines, and
-/// any error lines.
+/// Reads wrk's report: "Requests/sec:", the "N requests in" line, the latency
+/// distribution's 50% and 99% lines, and any error lines (the server's CPU time is left at
+/// zero).
 fn parse_wrk(text: &str) -> io::Result<Load> {
     let bad = |what: &str| io::Error::other(format!("cannot read {what} in wrk's output:\n{text}"));
     let field = |prefix: &str| {
@@ -80,6 +109,11 @@ fn parse_wrk(text: &str) -> io::Result<Load> {
     let requests_per_sec = field("Requests/sec:")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad("Requests/sec"))?;
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .ok_or_else(|| bad("the number of requests"))?;
     let p50_ms = field("50%")
         .and_then(duration_ms)
         .ok_or_else(|| bad("the 50% latency"))?;
@@ -93,9 +127,11 @@ fn parse_wrk(text: &str) -> io::Result<Load> {
         .collect();
     Ok(Load {
         requests_per_sec,
+        requests,
         p50_ms,
         p99_ms,
         errors: (!errors.is_empty()).then(|| errors.join("; ")),
+        server_cpu: Duration::ZERO,
     })
 }
 
@@ -325,43 +361,58 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
                 u64::from(CONNECTIONS),
             ));
         }
+        figures.push(Figure::new(
+            EXPERIMENT,
+            &name,
+            &format!("{CPU_METRIC}, {what}"),
+            each(Load::cpu_per_request_us),
+            "us",
+            u64::from(CONNECTIONS),
+        ));
     }
-    for (this, base, target) in [
-        (
-            Subject::ManyToOne,
-            Subject::TokioCurrentThread,
-            "at least 1",
-        ),
-        (Subject::ManyToMany, Subject::TokioMultiThread, "at least 1"),
+    for (this, base) in [
+        (Subject::ManyToOne, Subject::TokioCurrentThread),
+        (Subject::ManyToMany, Subject::TokioMultiThread),
     ] {
-        if let (Some(a), Some(b)) = (of(this), of(base)) {
-            let ratios: Vec<f64> = a
-                .iter()
-                .zip(b)
-                .map(|(a, b)| a.requests_per_sec / b.requests_per_sec)
-                .collect();
-            let (low, high) = ratios
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
-            let mut f = Figure::new(
-                EXPERIMENT,
-                &label(this),
-                &format!(
-                    "requests per second / {}'s, median of the rounds' ratios (target: {target})",
-                    label(base)
-                ),
-                median(ratios),
-                "x",
-                u64::from(CONNECTIONS),
-            );
-            if rounds > 1 {
-                f = f.with_note(format!(
-                    "http: the {rounds} rounds' ratios to {} ran from {low:.2} to {high:.2}",
-                    label(base)
-                ));
-            }
-            figures.push(f);
+        let (Some(a), Some(b)) = (of(this), of(base)) else {
+            continue;
+        };
+        let ratios = |get: fn(&Load) -> f64| -> Vec<f64> {
+            a.iter().zip(b).map(|(a, b)| get(a) / get(b)).collect()
+        };
+        let rps = ratios(|l| l.requests_per_sec);
+        let (low, high) = rps
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+        let mut f = Figure::new(
+            EXPERIMENT,
+            &label(this),
+            &format!(
+                "{RPS_METRIC} / {}'s, median of the rounds' ratios (target: at least 1)",
+                label(base)
+            ),
+            median(rps),
+            "x",
+            u64::from(CONNECTIONS),
+        );
+        if rounds > 1 {
+            f = f.with_note(format!(
+                "http: the {rounds} rounds' ratios to {} ran from {low:.2} to {high:.2}",
+                label(base)
+            ));
         }
+        figures.push(f);
+        figures.push(Figure::new(
+            EXPERIMENT,
+            &label(this),
+            &format!(
+                "{CPU_METRIC} / {}'s, median of the rounds' ratios (below 1: less CPU)",
+                label(base)
+            ),
+            median(ratios(Load::cpu_per_request_us)),
+            "x",
+            u64::from(CONNECTIONS),
+        ));
     }
     Ok(figures)
 }
@@ -378,6 +429,7 @@ mod tests {
                     85655.82\nTransfer/sec:      7.51MB\n";
         let load = parse_wrk(text).unwrap();
         assert_eq!(load.requests_per_sec, 85655.82);
+        assert_eq!(load.requests, 85655);
         assert_eq!((load.p50_ms, load.p99_ms), (2.88, 109.44));
         assert!(load.errors.is_none());
         assert_eq!(duration_ms("812.00us"), Some(0.812));

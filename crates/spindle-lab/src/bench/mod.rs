@@ -192,8 +192,11 @@ impl Experiment {
                  runtime). Channel throughput, N messages through a channel of capacity 128 \
                  from a producer to a consumer that sums them: spindle's between two \
                  many-to-one green threads, crossbeam-channel's and std's sync_channel \
-                 between two kernel threads, tokio's mpsc between two current-thread tasks. \
-                 Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
+                 between two kernel threads, tokio's mpsc between two current-thread tasks; \
+                 before each round a host probe (a loop of independent additions, no spindle \
+                 code) is timed, which reads about 1.6x higher while another guest shares \
+                 the vCPU's physical core, a state that slows spindle's channel about as \
+                 much: the notes give its readings. Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
                  under one Mutex 10,000 times (1,000): green threads in many-to-many (a worker \
                  per core) with spindle's Mutex, kernel threads with std's, kernel threads \
                  (one-to-one) with spindle's, all on 64 KiB stacks, timed from the first \
@@ -217,13 +220,16 @@ impl Experiment {
                  in five rounds (one under --quick), every other one in reverse order, so \
                  that each spindle server and its tokio baseline are loaded one right after \
                  the other; each figure is the median over the rounds, and each ratio the \
-                 median of the rounds' ratios. spindle's is examples/http_hello (its server.rs compiled in), one green \
-                 thread per connection, in many-to-one and in many-to-many with 2 workers; \
-                 tokio's answers with the same request scanner and response, one task per \
-                 connection, on a current-thread and a 2-worker multi-thread runtime. wrk \
-                 shares the machine's 2 cores with the server. Targets: spindle many-to-one \
-                 serves at least as many requests per second as tokio current-thread, and \
-                 many-to-many at least as many as tokio multi-thread."
+                 median of the rounds' ratios. spindle's is examples/http_hello (its \
+                 server.rs compiled in), one green thread per connection, in many-to-one \
+                 and in many-to-many with 2 workers; tokio's answers with the same request \
+                 scanner and response, one task per connection, on a current-thread and a \
+                 2-worker multi-thread runtime. wrk shares the machine's 2 cores with the \
+                 server, so a server's requests per second also depend on how the kernel \
+                 shares the cores out; its CPU time per request (the process's, while wrk \
+                 runs) does not. Targets: spindle many-to-one serves at least as many \
+                 requests per second as tokio current-thread, and many-to-many at least as \
+                 many as tokio multi-thread."
             }
         }
     }
@@ -486,6 +492,20 @@ pub fn build_runtime(
         b = b.stack_size(s);
     }
     b.build()
+}
+
+/// User plus system CPU time of the whole process.
+pub fn process_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value of the C struct, filled in by the call.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer to write to.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(
+        rc, 0,
+        "getrusage(RUSAGE_SELF) cannot fail with valid arguments"
+    );
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// Nanoseconds per operation: the median of `runs` timed runs of `ops` operations each.

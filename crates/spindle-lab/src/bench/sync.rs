@@ -19,9 +19,12 @@
 //!    (`sync/biased_lock.rs`), so its lock costs no atomic read-modify-write. The ratio
 //!    spindle / crossbeam-channel is held to at least 5. crossbeam's figure varies most
 //!    from run to run (its two kernel threads share a core or not, as the kernel places
-//!    them): 11 to 77 M msg/s on this VM. spindle's varies by about 2x, from minute to
-//!    minute, whatever else the VM does: the same binary sends 50 M messages at 142 or at
-//!    265 M msg/s (two speeds, little in between; the host's doing, it seems).
+//!    them): 11 to 77 M msg/s on this VM. spindle's varies by about 1.8x, from minute to
+//!    minute, whatever else the VM does: the same binary runs at about 150 or about 270 M
+//!    msg/s. That is the host: a probe loop with no spindle code in it (`host_probe`),
+//!    run before every round, is 1.6x slower in the same minutes, which is what a
+//!    physical core shared with another guest's hardware thread does to code that needs
+//!    the core's full width. The figures' notes give the probe's readings.
 //! 3. *Contention.* Many threads (1,000) each add 1 to one shared counter under a Mutex
 //!    many times (10,000): green threads in many-to-many (one worker per core) with
 //!    spindle's Mutex, kernel threads with std's Mutex, and kernel threads (one-to-one)
@@ -109,19 +112,87 @@ impl<'a> Case<'a> {
     }
 }
 
+/// One timed run of a case, and what the host probe read just before it.
+#[derive(Clone, Copy)]
+struct Run {
+    time: Duration,
+    /// [`host_probe`]'s nanoseconds per iteration (NaN when the part does not probe).
+    probe_ns: f64,
+}
+
+/// Runs `cases` in `rounds` rounds, every case once per round, calling `probe` before each
+/// run: every case's runs, in round order.
+fn runs_of(
+    cases: &mut [Case<'_>],
+    rounds: usize,
+    mut probe: impl FnMut() -> f64,
+) -> io::Result<Vec<Vec<Run>>> {
+    let mut runs = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
+        for (case, runs) in cases.iter_mut().zip(&mut runs) {
+            let probe_ns = probe();
+            runs.push(Run {
+                time: (case.run)()?,
+                probe_ns,
+            });
+        }
+    }
+    Ok(runs)
+}
+
+/// The fastest of `runs` (not empty).
+fn best_run(runs: &[Run]) -> Run {
+    *runs
+        .iter()
+        .min_by_key(|r| r.time)
+        .expect("every case runs at least once")
+}
+
 /// Runs `cases` in `rounds` rounds, every case once per round: each case with its best
 /// time.
 fn best_times<'c, 'a>(
     cases: &'c mut [Case<'a>],
     rounds: usize,
 ) -> io::Result<Vec<(&'c Case<'a>, Duration)>> {
-    let mut best = vec![Duration::MAX; cases.len()];
-    for _ in 0..rounds {
-        for (case, best) in cases.iter_mut().zip(&mut best) {
-            *best = (*best).min((case.run)()?);
-        }
+    let runs = runs_of(cases, rounds, || f64::NAN)?;
+    Ok(cases
+        .iter()
+        .zip(runs)
+        .map(|(case, runs)| (case, best_run(&runs).time))
+        .collect())
+}
+
+/// Iterations of [`host_probe`]'s loop (about 2 ms).
+const PROBE_ITERATIONS: u64 = 2_000_000;
+
+/// Nanoseconds per iteration of a loop that needs the core's full width and no memory
+/// beyond L1: six independent one-cycle dependency chains and a store, no spindle code.
+///
+/// It tells whether the host lets this vCPU have its physical core to itself: a loop that
+/// issues as many instructions per cycle as the core can slows by about 1.6x while a
+/// sibling hardware thread runs something else (0.79 -> 1.27 ns per iteration on this VM,
+/// from minute to minute), where a loop of one dependency chain does not slow at all.
+/// spindle's many-to-one channel is such a loop (about 5 instructions per cycle at full
+/// speed): in one process, alternating with the probe, it ran at 152-161 M msg/s in four
+/// rounds of the five where the probe read ~1.27 ns, and at 245-273 in 24 rounds of the 25
+/// where it read ~0.8. The channel part prints the probe's readings beside each figure.
+fn host_probe() -> f64 {
+    let start = Instant::now();
+    let mut chains = black_box([1u64, 2, 3, 4, 5, 6]);
+    let mut stored = [0u64; 64];
+    for i in 0..black_box(PROBE_ITERATIONS) {
+        let [a, b, c, d, e, f] = &mut chains;
+        *a = a.wrapping_add(i);
+        *b = b.wrapping_add(*a >> 1);
+        *c ^= i;
+        *d = d.wrapping_add(*c);
+        *e = e.wrapping_add(3);
+        *f ^= *e;
+        let slot = &mut stored[(i & 63) as usize];
+        *slot = slot.wrapping_add(*f);
     }
-    Ok(cases.iter().zip(best).collect())
+    black_box((chains, stored[1]));
+    start.elapsed().as_nanos() as f64 / PROBE_ITERATIONS as f64
 }
 
 /// `ops` uncontended lock + unlock pairs, each adding 1 to the guarded counter; `lock`
@@ -326,19 +397,36 @@ fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result
             _ => {}
         }
     }
-    Ok(best_times(&mut cases, rounds)?
-        .into_iter()
-        .map(|(case, best)| {
+    let runs = runs_of(&mut cases, rounds, host_probe)?;
+    Ok(cases
+        .iter()
+        .zip(runs)
+        .map(|(case, runs)| {
+            let best = best_run(&runs);
+            let rate = |r: &Run| msgs as f64 / r.time.as_secs_f64() / 1e6;
+            let (slowest, fastest) = low_high(runs.iter().map(rate));
+            let (probe_low, probe_high) = low_high(runs.iter().map(|r| r.probe_ns));
             Figure::new(
                 EXPERIMENT,
                 &case.subject,
                 &format!("{CHANNEL_METRIC}, {}", case.what),
-                msgs as f64 / best.as_secs_f64() / 1e6,
+                rate(&best),
                 CHANNEL_UNIT,
                 msgs,
             )
+            .with_note(format!(
+                "sync, {}: rounds at {slowest:.0} to {fastest:.0} {CHANNEL_UNIT}; the host \
+                 probe read {probe_low:.2} to {probe_high:.2} ns before them, {:.2} before \
+                 the best (readings near 1.6x the lowest mark a shared physical core)",
+                case.what, best.probe_ns
+            ))
         })
         .collect())
+}
+
+/// The lowest and the highest of `values` (not empty).
+fn low_high(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)))
 }
 
 /// Checks the count of a contention run on `what`.
