@@ -9,7 +9,7 @@
 //! process with two threads) loads it for the same duration, and its output gives the
 //! requests per second and the latency percentiles. The machine has two cores, which wrk
 //! shares with the server: the figures are comparable within a run, not absolute. The run
-//! is five rounds of every server ([`run`] says why ratios are taken within a round).
+//! is nine rounds of every server ([`run`] says why ratios are taken within a round).
 //!
 //! Each server's CPU time per request is measured too: the process's user and system time
 //! (`getrusage`) while wrk runs, over the requests wrk completed. Only the loaded server
@@ -277,8 +277,12 @@ fn label(subject: Subject) -> String {
 /// A latency percentile's name, and how to read it from a load.
 type Percentile = (&'static str, fn(&Load) -> f64);
 
-/// Rounds of the full run: each loads every server once.
-const ROUNDS: usize = 5;
+/// Rounds of the full run: each loads every server once. Nine: one round's ratio of two
+/// servers moves by up to 15% either way on this VM (the kernel's split of two cores
+/// between wrk and the server), while spindle many-to-many and tokio multi-thread differ
+/// by about 6%; with five rounds the median fell below 1 in one run of nine on a day whose
+/// runs averaged 1.06, and nine rounds narrow its spread by about a quarter.
+const ROUNDS: usize = 9;
 
 /// The median of `values` (the upper one of an even count); `values` is not empty.
 fn median(mut values: Vec<f64>) -> f64 {

@@ -193,10 +193,10 @@ impl Experiment {
                  from a producer to a consumer that sums them: spindle's between two \
                  many-to-one green threads, crossbeam-channel's and std's sync_channel \
                  between two kernel threads, tokio's mpsc between two current-thread tasks; \
-                 before each round a host probe (a loop of independent additions, no spindle \
-                 code) is timed, which reads about 1.6x higher while another guest shares \
-                 the vCPU's physical core, a state that slows spindle's channel about as \
-                 much: the notes give its readings. Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
+                 before each round a host probe (a loop shaped like a send, no spindle code) \
+                 is timed: this VM runs such loops at one of two speeds, about 2x apart, \
+                 minutes at a time, and spindle's channel with them; the notes give the \
+                 probe's readings. Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
                  under one Mutex 10,000 times (1,000): green threads in many-to-many (a worker \
                  per core) with spindle's Mutex, kernel threads with std's, kernel threads \
                  (one-to-one) with spindle's, all on 64 KiB stacks, timed from the first \
@@ -217,7 +217,7 @@ impl Experiment {
             Experiment::Http => {
                 "A minimal HTTP/1.1 keep-alive server answering every request with a fixed \
                  body, loaded by wrk (2 threads, 256 connections) for N seconds per server, \
-                 in five rounds (one under --quick), every other one in reverse order, so \
+                 in nine rounds (one under --quick), every other one in reverse order, so \
                  that each spindle server and its tokio baseline are loaded one right after \
                  the other; each figure is the median over the rounds, and each ratio the \
                  median of the rounds' ratios. spindle's is examples/http_hello (its \

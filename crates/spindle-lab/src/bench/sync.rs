@@ -19,12 +19,10 @@
 //!    (`sync/biased_lock.rs`), so its lock costs no atomic read-modify-write. The ratio
 //!    spindle / crossbeam-channel is held to at least 5. crossbeam's figure varies most
 //!    from run to run (its two kernel threads share a core or not, as the kernel places
-//!    them): 11 to 77 M msg/s on this VM. spindle's varies by about 1.8x, from minute to
-//!    minute, whatever else the VM does: the same binary runs at about 150 or about 270 M
-//!    msg/s. That is the host: a probe loop with no spindle code in it (`host_probe`),
-//!    run before every round, is 1.6x slower in the same minutes, which is what a
-//!    physical core shared with another guest's hardware thread does to code that needs
-//!    the core's full width. The figures' notes give the probe's readings.
+//!    them): 11 to 77 M msg/s on this VM. spindle's runs at one of two speeds, about 270
+//!    or about 150 M msg/s, minutes at a time, whatever the VM does: that is the host, as
+//!    a probe loop shaped like a send with no spindle code in it (`host_probe`), timed
+//!    before every round, slows about 2x in the same minutes. The notes give its readings.
 //! 3. *Contention.* Many threads (1,000) each add 1 to one shared counter under a Mutex
 //!    many times (10,000): green threads in many-to-many (one worker per core) with
 //!    spindle's Mutex, kernel threads with std's Mutex, and kernel threads (one-to-one)
@@ -41,6 +39,7 @@
 use std::hint::black_box;
 use std::io;
 use std::ops::DerefMut;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,37 +161,62 @@ fn best_times<'c, 'a>(
         .collect())
 }
 
-/// Iterations of [`host_probe`]'s loop (about 2 ms).
-const PROBE_ITERATIONS: u64 = 2_000_000;
+/// Iterations of [`host_probe`]'s loop (about 4 ms).
+const PROBE_ITERATIONS: u64 = 4_000_000;
 
-/// Nanoseconds per iteration of a loop that needs the core's full width and no memory
-/// beyond L1: six independent one-cycle dependency chains and a store, no spindle code.
+/// What [`host_probe`]'s loop works on: the fields a channel send touches.
+struct ProbeState {
+    in_section: AtomicU8,
+    owner: AtomicU64,
+    head: AtomicU64,
+    tail: AtomicU64,
+    room: AtomicU64,
+    slots: [AtomicU64; CAPACITY],
+}
+
+/// Nanoseconds per iteration of a loop shaped like a many-to-one channel send, with no
+/// spindle code in it: a flag stored and an owner checked around relaxed loads and stores
+/// of a counter and a ring slot, each iteration's counter read back from memory where the
+/// last one stored it.
 ///
-/// It tells whether the host lets this vCPU have its physical core to itself: a loop that
-/// issues as many instructions per cycle as the core can slows by about 1.6x while a
-/// sibling hardware thread runs something else (0.79 -> 1.27 ns per iteration on this VM,
-/// from minute to minute), where a loop of one dependency chain does not slow at all.
-/// spindle's many-to-one channel is such a loop (about 5 instructions per cycle at full
-/// speed): in one process, alternating with the probe, it ran at 152-161 M msg/s in four
-/// rounds of the five where the probe read ~1.27 ns, and at 245-273 in 24 rounds of the 25
-/// where it read ~0.8. The channel part prints the probe's readings beside each figure.
+/// It tells how the host treats this vCPU at the moment. On this VM such loops run at one
+/// of two speeds, minutes at a time, about 2x apart, whatever the guest does; so does
+/// spindle's channel, and its slow minutes are the probe's: in 2,400 rounds of one process
+/// alternating this probe and 2 M messages through a `bounded(128)`, 1,829 channel rounds
+/// ran at 102-196 M msg/s and 449 at 240-270 (the rest between); the probe read at least
+/// 1.4 ns (about 2.2, against 1.09 otherwise) before 1,816 of the slow ones and before 13
+/// of the fast ones. The channel part prints the readings beside each figure.
 fn host_probe() -> f64 {
+    let state = ProbeState {
+        in_section: AtomicU8::new(0),
+        owner: AtomicU64::new(1),
+        head: AtomicU64::new(0),
+        tail: AtomicU64::new(0),
+        room: AtomicU64::new(CAPACITY as u64),
+        slots: std::array::from_fn(|_| AtomicU64::new(0)),
+    };
+    let p = black_box(&state);
     let start = Instant::now();
-    let mut chains = black_box([1u64, 2, 3, 4, 5, 6]);
-    let mut stored = [0u64; 64];
-    for i in 0..black_box(PROBE_ITERATIONS) {
-        let [a, b, c, d, e, f] = &mut chains;
-        *a = a.wrapping_add(i);
-        *b = b.wrapping_add(*a >> 1);
-        *c ^= i;
-        *d = d.wrapping_add(*c);
-        *e = e.wrapping_add(3);
-        *f ^= *e;
-        let slot = &mut stored[(i & 63) as usize];
-        *slot = slot.wrapping_add(*f);
+    for i in 0..PROBE_ITERATIONS {
+        if p.owner.load(Relaxed) != 1 {
+            break;
+        }
+        p.in_section.store(1, Relaxed);
+        if p.owner.load(Relaxed) != 1 {
+            break;
+        }
+        let tail = p.tail.load(Relaxed);
+        if tail - p.head.load(Relaxed) >= p.room.load(Relaxed) {
+            // Full: the consumer's turn, reduced to taking everything.
+            p.head.store(tail, Relaxed);
+        }
+        p.slots[tail as usize % CAPACITY].store(i, Relaxed);
+        p.tail.store(tail + 1, Relaxed);
+        p.in_section.store(0, Relaxed);
     }
-    black_box((chains, stored[1]));
-    start.elapsed().as_nanos() as f64 / PROBE_ITERATIONS as f64
+    let elapsed = start.elapsed();
+    black_box(&state);
+    elapsed.as_nanos() as f64 / PROBE_ITERATIONS as f64
 }
 
 /// `ops` uncontended lock + unlock pairs, each adding 1 to the guarded counter; `lock`
@@ -417,7 +441,7 @@ fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result
             .with_note(format!(
                 "sync, {}: rounds at {slowest:.0} to {fastest:.0} {CHANNEL_UNIT}; the host \
                  probe read {probe_low:.2} to {probe_high:.2} ns before them, {:.2} before \
-                 the best (readings near 1.6x the lowest mark a shared physical core)",
+                 the best (about 1 ns: the host's fast speed, about 2 ns: its slow one)",
                 case.what, best.probe_ns
             ))
         })
