@@ -587,12 +587,12 @@ impl<T> Drop for ChanGuard<'_, T> {
 /// Not a timed operation: it registers at once, so that its deadline measures time spent
 /// in the queue (a yield can take longer than a microsecond timeout, and two sides that
 /// each give up before registering would never meet). Not a rendezvous sender: a yielding
-/// thread is in no wait list, and a rendezvous needs one side registered. The point is the many-to-one
-/// ping-pong: when the peer is runnable on the same worker, one yield lets it run and
-/// produce, and the second look succeeds without a park and an unpark (two CASes in the
-/// park protocol plus the scheduler's bookkeeping; a yield costs neither). If the second
-/// look still cannot proceed, the thread registers and parks as usual, having spent one
-/// yield. crossbeam-channel makes the same bet with its backoff before blocking.
+/// thread is in no wait list, and a rendezvous needs one side registered. The point is the
+/// many-to-one ping-pong: when the peer is runnable on the same worker, one yield lets it
+/// run and produce, and the second look succeeds without a park and an unpark (two CASes
+/// in the park protocol plus the scheduler's bookkeeping; a yield costs neither). If the
+/// second look still cannot proceed, the thread registers and parks as usual, having spent
+/// one yield. crossbeam-channel makes the same bet with its backoff before blocking.
 #[inline]
 fn yield_first(wait: Wait) -> bool {
     matches!(wait, Wait::Until(None)) && context::current_green().is_some()

@@ -160,9 +160,10 @@ impl File {
 
     /// The std file inside, for code that wants one (its calls block the kernel thread).
     pub fn into_std(self) -> std::fs::File {
-        // Helpers (and the ring's requests) drop their clones before the caller resumes, and a `File` whose call was
-        // cancelled is dropped with its thread, so the `Arc` is unique here; should that
-        // ever change, a `dup` of the descriptor is the same open file.
+        // Helpers (and the ring's requests) drop their clones before the caller resumes,
+        // and a `File` whose call was cancelled is dropped with its thread, so the `Arc`
+        // is unique here; should that ever change, a `dup` of the descriptor is the same
+        // open file.
         Arc::try_unwrap(self.inner).unwrap_or_else(|shared| {
             shared
                 .try_clone()

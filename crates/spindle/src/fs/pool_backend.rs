@@ -23,8 +23,8 @@ use std::sync::Arc;
 use crate::sched::context;
 
 /// The most bytes one `read`, `write`, `read_at` or `write_at` moves through a helper: the
-/// helper's buffer is this big at most, whatever the caller's. `Read` and `Write` allow short transfers; the
-/// `_exact` and `_all` forms move everything in one round trip.
+/// helper's buffer is this big at most, whatever the caller's. `Read` and `Write` allow
+/// short transfers; the `_exact` and `_all` forms move everything in one round trip.
 pub(super) const MAX_TRANSFER: usize = 2 << 20;
 
 /// Whether a call runs in place on this thread: the same test as `unblock`'s own (a green

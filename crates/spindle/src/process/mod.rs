@@ -45,9 +45,10 @@
 //!
 //! Each child gets a pidfd (`pidfd_open`, Linux 5.3), which becomes readable when the
 //! child exits: [`Child::wait`] waits for it through the worker's reactor (epoll or
-//! io_uring) and then reaps the child with std's `try_wait` (`waitpid` with `WNOHANG`). Like std, a dropped
-//! [`Child`] is neither killed nor reaped, and a process that sets `SIGCHLD` to `SIG_IGN`
-//! has its children reaped by the kernel, so waiting for them fails with `ECHILD`.
+//! io_uring) and then reaps the child with std's `try_wait` (`waitpid` with `WNOHANG`).
+//! Like std, a dropped [`Child`] is neither killed nor reaped, and a process that sets
+//! `SIGCHLD` to `SIG_IGN` has its children reaped by the kernel, so waiting for them
+//! fails with `ECHILD`.
 //!
 //! # fork()
 //!
@@ -61,9 +62,9 @@
 //! - if `fork()` was called from a green thread, that thread goes on in the child as its
 //!   only thread, on its own stack, but without its worker: whatever would make it wait or
 //!   queue work (a contended lock, an empty channel, `join`, `park`, `sleep`, `yield_now`,
-//!   `unblock`, `spawn`) panics with that message, and an I/O wait returns it as an error. When its closure returns,
-//!   the child exits with status 0 (101 if it panicked), as a process whose last thread
-//!   ends: it never returns into the copy of its worker;
+//!   `unblock`, `spawn`) panics with that message, and an I/O wait returns it as an error.
+//!   When its closure returns, the child exits with status 0 (101 if it panicked), as a
+//!   process whose last thread ends: it never returns into the copy of its worker;
 //! - a new [`crate::Runtime`] built in the child works, with its own workers, reactor and
 //!   stacks, and its `block_on` may be called from the thread that forked, green or not
 //!   (from the green thread that forked, spawn onto it from inside that `block_on`).

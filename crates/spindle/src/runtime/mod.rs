@@ -16,12 +16,12 @@
 //!
 //! A many-to-one or many-to-many runtime runs its green threads on kernel threads of its
 //! own (its workers), so green threads spawned during one `block_on` keep running after it
-//! returns, and a later `block_on` on the same runtime sees them. Dropping the runtime cancels the green threads
-//! still alive: those that never ran are dropped; the others are unwound on their own
-//! stacks, youngest first, so their destructors run. Their joiners get an `Err` holding
-//! [`crate::thread::Cancelled`]. Drop returns once the worker has exited, or at once when
-//! called from one of the runtime's own green threads (the worker then cancels the rest as
-//! soon as that thread switches).
+//! returns, and a later `block_on` on the same runtime sees them. Dropping the runtime
+//! cancels the green threads still alive: those that never ran are dropped; the others are
+//! unwound on their own stacks, youngest first, so their destructors run. Their joiners
+//! get an `Err` holding [`crate::thread::Cancelled`]. Drop returns once the worker has
+//! exited, or at once when called from one of the runtime's own green threads (the worker
+//! then cancels the rest as soon as that thread switches).
 //!
 //! Kernel threads of a one-to-one runtime are detached when the runtime is dropped, like
 //! `std::thread`s whose handle is dropped: they cannot be cancelled.

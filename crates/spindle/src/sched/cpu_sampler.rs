@@ -11,18 +11,20 @@
 //! worker is in its own loop. "The samples": the kernel checks CPU-time timers at its
 //! scheduler tick (every 4 ms with `HZ=250`), so an interval shorter than a tick expires
 //! several times per signal; the handler adds one plus the timer's overrun count
-//! (`timer_getoverrun`, async-signal-safe), which makes the count exact whatever the tick. A green thread's CPU time is then its samples times the
-//! interval: an unbiased estimate whose error shrinks as the thread runs longer (a thread
-//! that ran for less than an interval may show 0 or one interval). A switch costs nothing
-//! more than before; the cost is one signal per interval of CPU actually used, and none
-//! while the worker sleeps, since a CPU-time timer does not advance then.
+//! (`timer_getoverrun`, async-signal-safe), which makes the count exact whatever the tick.
+//! A green thread's CPU time is then its samples times the interval: an unbiased estimate
+//! whose error shrinks as the thread runs longer (a thread that ran for less than an
+//! interval may show 0 or one interval). A switch costs nothing more than before; the cost
+//! is one signal per interval of CPU actually used, and none while the worker sleeps, since
+//! a CPU-time timer does not advance then.
 //!
 //! # Why this is safe to do in a signal handler
 //!
 //! The handler reads two thread-locals (const-initialized, no destructor: plain loads of
 //! the thread's TLS block), makes one system call that POSIX lists as async-signal-safe
-//! (`timer_getoverrun`), and does one relaxed atomic add on the record it points to. The record outlives the pointer: the worker sets it from an `Arc` it holds across
-//! the resume and clears it before letting that `Arc` go. It runs on the alternate signal
+//! (`timer_getoverrun`), and does one relaxed atomic add on the record it points to. The
+//! record outlives the pointer: the worker sets it from an `Arc` it holds across the
+//! resume and clears it before letting that `Arc` go. It runs on the alternate signal
 //! stack (`SA_ONSTACK`) that every kernel thread running green threads has for the
 //! overflow handler, so a green thread deep in its small stack does not overflow into its
 //! guard page because a sample landed.

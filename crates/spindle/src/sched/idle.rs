@@ -90,11 +90,11 @@ mod loom_models {
     //! is some, else sleep through `IdleSet::sleep_unless` on a park token. The token is a
     //! flag under a mutex with a condvar (std's park semantics: one token, an unpark
     //! before the park is kept), not loom's own `park`: loom cannot deliver an unpark to a
-    //! thread that is blocked on a loom mutex or in a join, which the real `unpark` allows. Work is a
-    //! counter standing in for the injector and the fresh queues. If a wakeup were lost, a
-    //! worker would park for good with work waiting, and the last item would never be
-    //! taken: loom reports that as a deadlock. The last taker sets the shutdown flag and
-    //! unparks everyone, as the runtime's drop does.
+    //! thread that is blocked on a loom mutex or in a join, which the real `unpark`
+    //! allows. Work is a counter standing in for the injector and the fresh queues. If a
+    //! wakeup were lost, a worker would park for good with work waiting, and the last item
+    //! would never be taken: loom reports that as a deadlock. The last taker sets the
+    //! shutdown flag and unparks everyone, as the runtime's drop does.
 
     use super::IdleSet;
     use loom::sync::atomic::{AtomicBool, AtomicUsize};

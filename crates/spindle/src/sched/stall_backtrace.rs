@@ -5,13 +5,14 @@
 //! threads (`debug/capture.rs`). For a running one (the monitor reads the kernel thread's
 //! state from `/proc`; a thread asleep in a system call is left alone, since the signal
 //! would make a call that Linux does not restart, such as `poll`, fail with `EINTR`, which
-//! a test caught), the monitor, when it records the stall, asks the kernel thread itself: it writes a request number into the worker's [`StallCapture`] and sends
-//! that thread [`stall_signal`] (`tgkill`). The handler, on the thread's alternate signal
-//! stack, walks the stack it interrupted with the unwinder and keeps the return addresses
-//! that lie on the running green thread's stack (from the signal frame up to the thread's
-//! entry), then publishes them with the request number (release). The monitor does not
-//! wait: the stall event keeps the request number, and reading the events
-//! (`Runtime::stall_events`) collects the answer and symbolizes it.
+//! a test caught), the monitor, when it records the stall, asks the kernel thread itself:
+//! it writes a request number into the worker's [`StallCapture`] and sends that thread
+//! [`stall_signal`] (`tgkill`). The handler, on the thread's alternate signal stack, walks
+//! the stack it interrupted with the unwinder and keeps the return addresses that lie on
+//! the running green thread's stack (from the signal frame up to the thread's entry), then
+//! publishes them with the request number (release). The monitor does not wait: the stall
+//! event keeps the request number, and reading the events (`Runtime::stall_events`)
+//! collects the answer and symbolizes it.
 //!
 //! # Why the walk is safe in a signal handler
 //!

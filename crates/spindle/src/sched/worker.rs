@@ -945,10 +945,11 @@ impl Worker {
     /// started threads are cancelled youngest first across the whole runtime (start
     /// sequences are a Lamport clock along spawn edges, and `CancelOrder` makes workers
     /// take turns), so that threads spawned inside a `scope` are gone before the thread
-    /// that waits for them is unwound, whichever worker they run on. A started thread that never ran is resumed once to drop its closure on
-    /// its own stack; one that ran is unwound (corosensei's forced unwind), which runs its
-    /// destructors. Destructors of cancelled threads must not block: a cancelled thread
-    /// that tries to aborts the process with a message (`context::suspend`).
+    /// that waits for them is unwound, whichever worker they run on. A started thread that
+    /// never ran is resumed once to drop its closure on its own stack; one that ran is
+    /// unwound (corosensei's forced unwind), which runs its destructors. Destructors of
+    /// cancelled threads must not block: a cancelled thread that tries to aborts the
+    /// process with a message (`context::suspend`).
     fn cancel_all(&self) {
         self.wait_for_away_threads();
         set_cancel_reason(

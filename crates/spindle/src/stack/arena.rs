@@ -2,11 +2,11 @@
 //!
 //! A chunk is one `mmap` of [`CHUNK_BYTES`]; slots (a guard page, then the usable stack) are
 //! cut from it bump-style, the next at the next free address, and the slot's guard is installed
-//! right then, once for the slot's lifetime. A stack too large to share a chunk sensibly
-//! (more than a quarter of one) gets a chunk of its own, and the shared chunk stays current.
-//! Slots are carved one at a time or in batches ([`Arena::carve_batch`]); a batch also
-//! populates the top page of each stack, and that is all that is ever written here. Chunks are unmapped only when the arena
-//! is dropped, and only those none of whose stacks is still out (see
+//! right then, once for the slot's lifetime. A stack too large to share a chunk sensibly (more
+//! than a quarter of one) gets a chunk of its own, and the shared chunk stays current. Slots
+//! are carved one at a time or in batches ([`Arena::carve_batch`]); a batch also populates the
+//! top page of each stack, and that is all that is ever written here. Chunks are unmapped only
+//! when the arena is dropped, and only those none of whose stacks is still out (see
 //! [`Arena::keep_chunks_with_stacks_out`]).
 
 use std::ffi::c_void;
