@@ -149,6 +149,19 @@ fn bars_by_unit(figures: &[Figure], unit: &str) -> Vec<Bar> {
     labelled_bars_by_unit(figures, unit, |f| f.subject.clone())
 }
 
+/// One bar per measured figure of `metric` (its start) in `unit` (not the ratios derived
+/// from it), labelled by subject.
+fn bars_of_metric(figures: &[Figure], metric: &str, unit: &str) -> Vec<Bar> {
+    measured(figures, metric)
+        .filter(|f| f.unit == unit)
+        .map(|f| Bar {
+            label: f.subject.clone(),
+            key: f.subject.clone(),
+            value: f.value,
+        })
+        .collect()
+}
+
 /// [`bars_by_unit`] with labels of the caller's choice (for a subject with two figures).
 fn labelled_bars_by_unit(
     figures: &[Figure],
@@ -472,7 +485,7 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
             )
         }
         Experiment::Http => {
-            use crate::bench::http::{LATENCY_METRIC, RPS_METRIC};
+            use crate::bench::http::{CPU_METRIC, LATENCY_METRIC, RPS_METRIC};
             (
                 "http: a keep-alive server loaded by wrk, 256 connections",
                 vec![
@@ -480,19 +493,7 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                         "throughput, higher is better",
                         "requests per second (log scale)",
                         "req/s",
-                        figures
-                            .iter()
-                            .filter(|f| {
-                                f.measured()
-                                    && f.unit == "req/s"
-                                    && f.metric.starts_with(RPS_METRIC)
-                            })
-                            .map(|f| Bar {
-                                label: f.subject.clone(),
-                                key: f.subject.clone(),
-                                value: f.value,
-                            })
-                            .collect(),
+                        bars_of_metric(figures, RPS_METRIC, "req/s"),
                     ),
                     bars(
                         "latency percentiles, lower is better",
@@ -514,8 +515,7 @@ fn spec(e: Experiment, figures: &[Figure]) -> Option<Plot> {
                         "server CPU time per request, lower is better",
                         "CPU time per request (us, log scale)",
                         "us",
-                        // The only figures in microseconds are those of CPU_METRIC.
-                        bars_by_unit(figures, "us"),
+                        bars_of_metric(figures, CPU_METRIC, "us"),
                     ),
                 ],
             )

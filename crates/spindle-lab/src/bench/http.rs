@@ -13,18 +13,22 @@
 //!
 //! Each server's CPU time per request is measured too: the process's user and system time
 //! (`getrusage`) while wrk runs, over the requests wrk completed. Only the loaded server
-//! runs then (the others' runtimes are dropped between loads, and wrk is another process),
-//! so it is the server's cost, most of it the kernel's TCP work. Requests per second are a
-//! share of two cores that wrk and the server split as the kernel schedules them, and move
-//! by 10% from round to round; CPU time per request is the server's own efficiency, and
-//! moves much less.
+//! runs then (the others' runtimes are dropped between loads, and wrk is another process);
+//! the window also holds wrk's start and its 256 connections' accepts, a millisecond or so
+//! against seconds. It is the CPU time charged to the server's process, not all of it the
+//! server's own work: on the loopback the kernel's TCP work for a segment is mostly charged
+//! to the process that sends it, so the server pays for delivering its responses into
+//! wrk's sockets and wrk for delivering its requests. Requests per second are a share of
+//! two cores that wrk and the server split as the kernel schedules them; the two figures
+//! together show whether a server won its requests by costing less or by getting more of
+//! the cores, and the notes give each ratio's range over the rounds.
 
 use std::io;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{process_cpu, Subject};
+use super::{low_high, median, process_cpu, Subject};
 use crate::figures::Figure;
 
 #[path = "../../../spindle/examples/http_hello/server.rs"]
@@ -61,9 +65,10 @@ struct Load {
 }
 
 impl Load {
-    /// The server's CPU time per request, in microseconds.
+    /// The server's CPU time per request, in microseconds ([`wrk`] fails a run that
+    /// completed none).
     fn cpu_per_request_us(&self) -> f64 {
-        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests as f64
     }
 }
 
@@ -90,10 +95,13 @@ fn wrk(addr: SocketAddr, secs: u64) -> io::Result<Load> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    Ok(Load {
-        server_cpu,
-        ..parse_wrk(&text)?
-    })
+    let load = parse_wrk(&text)?;
+    if load.requests == 0 {
+        return Err(io::Error::other(format!(
+            "wrk completed no request against {addr}:\n{text}"
+        )));
+    }
+    Ok(Load { server_cpu, ..load })
 }
 
 /// Reads wrk's report: "Requests/sec:", the "N requests in" line, the latency
@@ -277,18 +285,16 @@ fn label(subject: Subject) -> String {
 /// A latency percentile's name, and how to read it from a load.
 type Percentile = (&'static str, fn(&Load) -> f64);
 
+/// A ratio of two servers: the metric compared, how to read the ratio, and the quantity
+/// of a load it divides.
+type Comparison = (&'static str, &'static str, fn(&Load) -> f64);
+
 /// Rounds of the full run: each loads every server once. Nine: one round's ratio of two
 /// servers moves by up to 15% either way on this VM (the kernel's split of two cores
 /// between wrk and the server), while spindle many-to-many and tokio multi-thread differ
 /// by about 6%; with five rounds the median fell below 1 in one run of nine on a day whose
 /// runs averaged 1.06, and nine rounds narrow its spread by about a quarter.
 const ROUNDS: usize = 9;
-
-/// The median of `values` (the upper one of an even count); `values` is not empty.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// Loads each of `subjects` for `n` seconds in [`ROUNDS`] rounds (one under `--quick`),
 /// and gives the medians over the rounds, then the ratios the issue sets targets for.
@@ -384,39 +390,33 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
         let ratios = |get: fn(&Load) -> f64| -> Vec<f64> {
             a.iter().zip(b).map(|(a, b)| get(a) / get(b)).collect()
         };
-        let rps = ratios(|l| l.requests_per_sec);
-        let (low, high) = rps
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
-        let mut f = Figure::new(
-            EXPERIMENT,
-            &label(this),
-            &format!(
-                "{RPS_METRIC} / {}'s, median of the rounds' ratios (target: at least 1)",
-                label(base)
-            ),
-            median(rps),
-            "x",
-            u64::from(CONNECTIONS),
-        );
-        if rounds > 1 {
-            f = f.with_note(format!(
-                "http: the {rounds} rounds' ratios to {} ran from {low:.2} to {high:.2}",
-                label(base)
-            ));
+        let comparisons: [Comparison; 2] = [
+            (RPS_METRIC, "target: at least 1", |l| l.requests_per_sec),
+            (CPU_METRIC, "below 1: less CPU", Load::cpu_per_request_us),
+        ];
+        for (metric, reading, get) in comparisons {
+            let per_round = ratios(get);
+            let (low, high) = low_high(per_round.iter().copied());
+            let mut f = Figure::new(
+                EXPERIMENT,
+                &label(this),
+                &format!(
+                    "{metric} / {}'s, median of the rounds' ratios ({reading})",
+                    label(base)
+                ),
+                median(per_round),
+                "x",
+                u64::from(CONNECTIONS),
+            );
+            if rounds > 1 {
+                f = f.with_note(format!(
+                    "http, {metric}: the {rounds} rounds' ratios to {} ran from {low:.2} to \
+                     {high:.2}",
+                    label(base)
+                ));
+            }
+            figures.push(f);
         }
-        figures.push(f);
-        figures.push(Figure::new(
-            EXPERIMENT,
-            &label(this),
-            &format!(
-                "{CPU_METRIC} / {}'s, median of the rounds' ratios (below 1: less CPU)",
-                label(base)
-            ),
-            median(ratios(Load::cpu_per_request_us)),
-            "x",
-            u64::from(CONNECTIONS),
-        ));
     }
     Ok(figures)
 }

@@ -193,16 +193,17 @@ impl Experiment {
                  from a producer to a consumer that sums them: spindle's between two \
                  many-to-one green threads, crossbeam-channel's and std's sync_channel \
                  between two kernel threads, tokio's mpsc between two current-thread tasks; \
-                 before each round a host probe (a loop shaped like a send, no spindle code) \
-                 is timed: this VM runs such loops at one of two speeds, about 2x apart, \
-                 minutes at a time, and spindle's channel with them; the notes give the \
-                 probe's readings. Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
-                 under one Mutex 10,000 times (1,000): green threads in many-to-many (a worker \
-                 per core) with spindle's Mutex, kernel threads with std's, kernel threads \
-                 (one-to-one) with spindle's, all on 64 KiB stacks, timed from the first \
-                 spawn to the last join, the count checked. The ratios carry the targets: \
-                 spindle / std lock + unlock at most 1.5, spindle / crossbeam-channel \
-                 throughput at least 5, many-to-many / kernel threads' contention time below 1."
+                 before each run, on the thread that runs it, a host probe (a loop shaped \
+                 like a send, no spindle code) is timed, and the notes give its readings: \
+                 a VM whose host sometimes slows such loops slows spindle's channel with \
+                 them. Contention, 1,000 threads (100 with --quick) each adding 1 to one \
+                 counter under one Mutex 10,000 times (1,000): green threads in \
+                 many-to-many (a worker per core) with spindle's Mutex, kernel threads with \
+                 std's, kernel threads (one-to-one) with spindle's, all on 64 KiB stacks, \
+                 timed from the first spawn to the last join, the count checked. The \
+                 ratios carry the targets: spindle / std lock + unlock at most 1.5, spindle \
+                 / crossbeam-channel throughput at least 5, many-to-many / kernel threads' \
+                 contention time below 1."
             }
             Experiment::Accounting => {
                 "CPU time per green thread as spindle samples it (a CPU-time timer per \
@@ -226,10 +227,10 @@ impl Experiment {
                  scanner and response, one task per connection, on a current-thread and a \
                  2-worker multi-thread runtime. wrk shares the machine's 2 cores with the \
                  server, so a server's requests per second also depend on how the kernel \
-                 shares the cores out; its CPU time per request (the process's, while wrk \
-                 runs) does not. Targets: spindle many-to-one serves at least as many \
-                 requests per second as tokio current-thread, and many-to-many at least as \
-                 many as tokio multi-thread."
+                 shares the cores out; the CPU time charged to the server's process per \
+                 request (getrusage while wrk runs) is reported beside them. Targets: \
+                 spindle many-to-one serves at least as many requests per second as tokio \
+                 current-thread, and many-to-many at least as many as tokio multi-thread."
             }
         }
     }
@@ -506,6 +507,21 @@ pub fn process_cpu() -> Duration {
     );
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The median of `values` (the upper one of an even count); `values` is not empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The lowest and the highest of `values` (`(f64::MAX, f64::MIN)` when there are none).
+pub fn low_high(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::MAX, f64::MIN), |(low, high), v| {
+            (low.min(v), high.max(v))
+        })
 }
 
 /// Nanoseconds per operation: the median of `runs` timed runs of `ops` operations each.

@@ -22,7 +22,9 @@
 //!    them): 11 to 77 M msg/s on this VM. spindle's runs at one of two speeds, about 270
 //!    or about 150 M msg/s, minutes at a time, whatever the VM does: that is the host, as
 //!    a probe loop shaped like a send with no spindle code in it (`host_probe`), timed
-//!    before every round, slows about 2x in the same minutes. The notes give its readings.
+//!    before every run on the thread that runs the case's consumer, slows about 2x in the
+//!    same minutes (about 1.1 ns per iteration against 2.2 here). The notes give its
+//!    readings.
 //! 3. *Contention.* Many threads (1,000) each add 1 to one shared counter under a Mutex
 //!    many times (10,000): green threads in many-to-many (one worker per core) with
 //!    spindle's Mutex, kernel threads with std's Mutex, and kernel threads (one-to-one)
@@ -43,7 +45,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{build_runtime, Subject};
+use super::{build_runtime, low_high, Subject};
 use crate::figures::Figure;
 
 const EXPERIMENT: &str = "sync";
@@ -94,14 +96,29 @@ fn label(subject: Subject) -> String {
 struct Case<'a> {
     subject: String,
     what: String,
-    run: Box<dyn FnMut() -> io::Result<Duration> + 'a>,
+    run: Box<dyn FnMut() -> io::Result<Run> + 'a>,
 }
 
 impl<'a> Case<'a> {
+    /// A case whose runs are timed alone.
     fn new(
         subject: Subject,
         what: impl Into<String>,
-        run: impl FnMut() -> io::Result<Duration> + 'a,
+        mut run: impl FnMut() -> io::Result<Duration> + 'a,
+    ) -> Self {
+        Self::probed(subject, what, move || {
+            Ok(Run {
+                time: run()?,
+                probe_ns: f64::NAN,
+            })
+        })
+    }
+
+    /// A case whose runs report the host probe's reading with their time ([`probed`]).
+    fn probed(
+        subject: Subject,
+        what: impl Into<String>,
+        run: impl FnMut() -> io::Result<Run> + 'a,
     ) -> Self {
         Case {
             subject: label(subject),
@@ -115,25 +132,29 @@ impl<'a> Case<'a> {
 #[derive(Clone, Copy)]
 struct Run {
     time: Duration,
-    /// [`host_probe`]'s nanoseconds per iteration (NaN when the part does not probe).
+    /// [`host_probe`]'s nanoseconds per iteration (NaN when the case does not probe).
     probe_ns: f64,
 }
 
-/// Runs `cases` in `rounds` rounds, every case once per round, calling `probe` before each
-/// run: every case's runs, in round order.
-fn runs_of(
-    cases: &mut [Case<'_>],
-    rounds: usize,
-    mut probe: impl FnMut() -> f64,
-) -> io::Result<Vec<Vec<Run>>> {
-    let mut runs = vec![Vec::with_capacity(rounds); cases.len()];
+/// Times the host probe, then `run`, on the calling thread (the one that runs the case's
+/// consumer: the probe should see the vCPU the case runs on).
+fn probed(run: impl FnOnce() -> io::Result<Duration>) -> io::Result<Run> {
+    let probe_ns = host_probe();
+    Ok(Run {
+        time: run()?,
+        probe_ns,
+    })
+}
+
+/// Runs `cases` in `rounds` rounds, every case once per round: every case's runs, in
+/// round order.
+fn runs_of(cases: &mut [Case<'_>], rounds: usize) -> io::Result<Vec<Vec<Run>>> {
+    let mut runs: Vec<Vec<Run>> = (0..cases.len())
+        .map(|_| Vec::with_capacity(rounds))
+        .collect();
     for _ in 0..rounds {
         for (case, runs) in cases.iter_mut().zip(&mut runs) {
-            let probe_ns = probe();
-            runs.push(Run {
-                time: (case.run)()?,
-                probe_ns,
-            });
+            runs.push((case.run)()?);
         }
     }
     Ok(runs)
@@ -153,7 +174,7 @@ fn best_times<'c, 'a>(
     cases: &'c mut [Case<'a>],
     rounds: usize,
 ) -> io::Result<Vec<(&'c Case<'a>, Duration)>> {
-    let runs = runs_of(cases, rounds, || f64::NAN)?;
+    let runs = runs_of(cases, rounds)?;
     Ok(cases
         .iter()
         .zip(runs)
@@ -185,7 +206,8 @@ struct ProbeState {
 /// alternating this probe and 2 M messages through a `bounded(128)`, 1,829 channel rounds
 /// ran at 102-196 M msg/s and 449 at 240-270 (the rest between); the probe read at least
 /// 1.4 ns (about 2.2, against 1.09 otherwise) before 1,816 of the slow ones and before 13
-/// of the fast ones. The channel part prints the readings beside each figure.
+/// of the fast ones. (That series ran the probe and `spindle_channel` alternately in a
+/// test program outside the tree; `bench sync`'s notes show the same pairing run by run.)
 fn host_probe() -> f64 {
     let state = ProbeState {
         in_section: AtomicU8::new(0),
@@ -214,9 +236,7 @@ fn host_probe() -> f64 {
         p.tail.store(tail + 1, Relaxed);
         p.in_section.store(0, Relaxed);
     }
-    let elapsed = start.elapsed();
-    black_box(&state);
-    elapsed.as_nanos() as f64 / PROBE_ITERATIONS as f64
+    start.elapsed().as_nanos() as f64 / PROBE_ITERATIONS as f64
 }
 
 /// `ops` uncontended lock + unlock pairs, each adding 1 to the guarded counter; `lock`
@@ -396,32 +416,34 @@ fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result
     let mut cases = Vec::new();
     for &subject in subjects {
         match subject {
-            Subject::ManyToOne => cases.push(Case::new(
+            // The probe runs where each case's consumer does: spindle's on the runtime's
+            // worker, the others' on this thread.
+            Subject::ManyToOne => cases.push(Case::probed(
                 subject,
                 format!("spindle bounded({CAPACITY})"),
-                || many_to_one.block_on(|| spindle_channel(msgs)),
+                || many_to_one.block_on(|| probed(|| spindle_channel(msgs))),
             )),
             Subject::Std => {
-                cases.push(Case::new(
+                cases.push(Case::probed(
                     subject,
                     format!("crossbeam-channel bounded({CAPACITY})"),
-                    || crossbeam_channel(msgs),
+                    || probed(|| crossbeam_channel(msgs)),
                 ));
-                cases.push(Case::new(
+                cases.push(Case::probed(
                     subject,
                     format!("std sync_channel({CAPACITY})"),
-                    || std_channel(msgs),
+                    || probed(|| std_channel(msgs)),
                 ));
             }
-            Subject::TokioCurrentThread => cases.push(Case::new(
+            Subject::TokioCurrentThread => cases.push(Case::probed(
                 subject,
                 format!("tokio mpsc channel({CAPACITY})"),
-                || tokio_channel(&tokio_rt, msgs),
+                || probed(|| tokio_channel(&tokio_rt, msgs)),
             )),
             _ => {}
         }
     }
-    let runs = runs_of(&mut cases, rounds, host_probe)?;
+    let runs = runs_of(&mut cases, rounds)?;
     Ok(cases
         .iter()
         .zip(runs)
@@ -441,16 +463,11 @@ fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result
             .with_note(format!(
                 "sync, {}: rounds at {slowest:.0} to {fastest:.0} {CHANNEL_UNIT}; the host \
                  probe read {probe_low:.2} to {probe_high:.2} ns before them, {:.2} before \
-                 the best (about 1 ns: the host's fast speed, about 2 ns: its slow one)",
+                 the best",
                 case.what, best.probe_ns
             ))
         })
         .collect())
-}
-
-/// The lowest and the highest of `values` (not empty).
-fn low_high(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)))
 }
 
 /// Checks the count of a contention run on `what`.
