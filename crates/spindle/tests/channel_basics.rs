@@ -80,6 +80,18 @@ cross_model! {
         assert_eq!(rx.recv(), Err(RecvError));
     }
 
+    fn a_send_with_room_serves_the_waiting_receiver(_model) {
+        // The send's inlined path must not buffer while a receiver waits, room or not: the
+        // message goes to the receiver, which is woken. (Left in the buffer, it would wait
+        // there while the receiver sleeps until its deadline.)
+        let (tx, rx) = bounded(4);
+        let receiver = spindle::spawn(move || rx.recv_timeout(Duration::from_secs(60)));
+        common::wait_until_parked(receiver.thread().id(), spindle::WaitReason::ChannelRecv);
+        tx.send(1).unwrap();
+        assert_eq!(tx.len(), 0, "the message went to the receiver, not into the buffer");
+        assert_eq!(receiver.join().unwrap(), Ok(1));
+    }
+
     fn send_blocks_while_full(_model) {
         let (tx, rx) = bounded(2);
         tx.send(1).unwrap();

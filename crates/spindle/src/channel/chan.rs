@@ -70,8 +70,9 @@ struct ChanState<T> {
     senders_gone: bool,
     receivers_gone: bool,
     /// How many messages the buffer may hold for `send`'s inlined path to push one more:
-    /// the capacity or the ring's slots, whichever is fewer, while receivers are there,
-    /// and 0 once they are gone. One compare then stands for three: receivers there, room
+    /// the capacity or the ring's slots, whichever is fewer, while receivers are there and
+    /// none waits (an observer counts: the path that serves it runs out of line), and 0
+    /// otherwise. One compare then stands for four: receivers there, none waiting, room
     /// under the capacity, and a free slot without growing the ring.
     fast_send_room: usize,
     /// How many messages the buffer must hold for `recv`'s inlined path to pop one: 0
@@ -89,7 +90,7 @@ impl<T> ChanState<T> {
     /// Sets `fast_send_room` and `fast_recv_floor` from what they are derived from, for a
     /// channel of capacity `cap`.
     fn derive_fast_bounds(&mut self, cap: usize) {
-        self.fast_send_room = if self.receivers_gone {
+        self.fast_send_room = if self.receivers_gone || !self.waiting_receivers.is_empty() {
             0
         } else {
             cap.min(self.buffer.slots())
@@ -174,7 +175,7 @@ impl<T> Chan<T> {
         let mut state = self.lock();
         // Step 3 when the receivers are there, none waits (then step 2 has nothing to do)
         // and there is room: the uncontended path, inlined.
-        if state.waiting_receivers.is_empty() && state.buffer.len() < state.fast_send_room {
+        if state.buffer.len() < state.fast_send_room {
             let was_empty = state.buffer.is_empty();
             // SAFETY: `fast_send_room` is at most the ring's slots.
             unsafe { state.buffer.push_back_into_free_slot(message) };

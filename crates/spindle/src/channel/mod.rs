@@ -49,10 +49,10 @@
 //!   entry carries its message in a slot; a receiver's entry has an empty slot.
 //! - `senders_gone`, `receivers_gone`: set when the last handle of that side is dropped.
 //! - `fast_send_room`: derived, for `send`'s inlined path: `min(cap, ring slots)` while the
-//!   receivers are there, 0 once they are gone. "No receiver waits and `len <
-//!   fast_send_room`" is then one test for steps 1 to 3 (receivers there, room, and a free
-//!   slot without growing the ring); when it fails, the out-of-line path runs the steps in
-//!   full.
+//!   receivers are there and `waiting_receivers` is empty, 0 otherwise. "`len <
+//!   fast_send_room`" is then one test for steps 1 to 3 (receivers there, none waiting,
+//!   room, and a free slot without growing the ring); when it fails, the out-of-line path
+//!   runs the steps in full.
 //! - `fast_recv_floor`: derived, for `recv`'s inlined path: 0 while `waiting_senders` is
 //!   empty, `usize::MAX` otherwise, so that "`len > fast_recv_floor`" is one test for "a
 //!   message is there and no sender waits".
