@@ -29,6 +29,10 @@ pub(crate) struct Ring<T> {
     head: usize,
     /// Pushes so far (wrapping).
     tail: usize,
+    /// The number of slots less one, which masks a counter into a slot's index (wrapping:
+    /// `usize::MAX` while there are no slots, when no index is ever taken). Kept beside
+    /// the counters so that a push or a pop does not derive it from the slots' length.
+    mask: usize,
 }
 
 impl<T> Ring<T> {
@@ -44,6 +48,7 @@ impl<T> Ring<T> {
             slots: Box::new_uninit_slice(slots),
             head: 0,
             tail: 0,
+            mask: slots.wrapping_sub(1),
         }
     }
 
@@ -84,7 +89,7 @@ impl<T> Ring<T> {
     #[inline]
     pub(crate) unsafe fn push_back_into_free_slot(&mut self, item: T) {
         debug_assert!(self.len() < self.slots.len());
-        let index = self.tail & (self.slots.len() - 1);
+        let index = self.tail & self.mask;
         // SAFETY: fewer items are held than there are slots (the caller's promise), so
         // there is at least one slot (a power of two) and the mask keeps `index` below
         // `slots.len()`; the slot is free, since the items take the slots before `tail`.
@@ -111,7 +116,7 @@ impl<T> Ring<T> {
     #[inline]
     pub(crate) unsafe fn pop_front_held(&mut self) -> T {
         debug_assert!(!self.is_empty());
-        let index = self.head & (self.slots.len() - 1);
+        let index = self.head & self.mask;
         self.head = self.head.wrapping_add(1);
         // SAFETY: the ring is not empty (the caller's promise), so it has slots (a power of
         // two) and `index` is below their number; the slot at `head` holds the oldest item,
@@ -132,7 +137,7 @@ impl<T> Ring<T> {
             return None;
         }
         self.tail = self.tail.wrapping_sub(1);
-        let index = self.tail & (self.slots.len() - 1);
+        let index = self.tail & self.mask;
         // SAFETY: the ring was not empty, so it has slots (a power of two) and `index` is
         // below their number; the slot before the old `tail` holds the newest item,
         // which this read moves out: moving `tail` back made the slot free again.
@@ -141,9 +146,8 @@ impl<T> Ring<T> {
 
     /// The items from front to back.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        let mask = self.slots.len().wrapping_sub(1);
         (0..self.len()).map(move |i| {
-            let index = self.head.wrapping_add(i) & mask;
+            let index = self.head.wrapping_add(i) & self.mask;
             // SAFETY: the `len` slots from `head` hold items (`len > 0` implies slots,
             // so the mask keeps `index` in bounds), and `&self` keeps them there.
             unsafe { self.slots.get_unchecked(index).assume_init_ref() }
@@ -178,6 +182,7 @@ impl<T> Ring<T> {
             slot.write(unsafe { old[from].assume_init_read() });
         }
         self.slots = grown;
+        self.mask = slots - 1;
         self.head = 0;
         self.tail = len;
     }
