@@ -126,9 +126,7 @@ fn trim(v: f64) -> String {
 
 /// A log axis's ends: whole powers of ten around the values.
 fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| *v > 0.0 && v.is_finite())
-        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = crate::bench::low_high(values.filter(|v| *v > 0.0 && v.is_finite()));
     if lo > hi {
         return (1.0, 10.0);
     }
@@ -152,14 +150,9 @@ fn bars_by_unit(figures: &[Figure], unit: &str) -> Vec<Bar> {
 /// One bar per measured figure of `metric` (its start) in `unit` (not the ratios derived
 /// from it), labelled by subject.
 fn bars_of_metric(figures: &[Figure], metric: &str, unit: &str) -> Vec<Bar> {
-    measured(figures, metric)
-        .filter(|f| f.unit == unit)
-        .map(|f| Bar {
-            label: f.subject.clone(),
-            key: f.subject.clone(),
-            value: f.value,
-        })
-        .collect()
+    labelled_bars(measured(figures, metric).filter(|f| f.unit == unit), |f| {
+        f.subject.clone()
+    })
 }
 
 /// [`bars_by_unit`] with labels of the caller's choice (for a subject with two figures).
@@ -168,9 +161,18 @@ fn labelled_bars_by_unit(
     unit: &str,
     label: impl Fn(&Figure) -> String,
 ) -> Vec<Bar> {
+    labelled_bars(
+        figures.iter().filter(|f| f.measured() && f.unit == unit),
+        label,
+    )
+}
+
+/// One bar per figure of `figures`, coloured by subject and labelled by `label`.
+fn labelled_bars<'a>(
+    figures: impl Iterator<Item = &'a Figure>,
+    label: impl Fn(&Figure) -> String,
+) -> Vec<Bar> {
     figures
-        .iter()
-        .filter(|f| f.measured() && f.unit == unit)
         .map(|f| Bar {
             label: label(f),
             key: f.subject.clone(),

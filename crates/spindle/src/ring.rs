@@ -91,8 +91,9 @@ impl<T> Ring<T> {
         debug_assert!(self.len() < self.slots.len());
         let index = self.tail & self.mask;
         // SAFETY: fewer items are held than there are slots (the caller's promise), so
-        // there is at least one slot (a power of two) and the mask keeps `index` below
-        // `slots.len()`; the slot is free, since the items take the slots before `tail`.
+        // there is at least one slot (a power of two) and the mask (`slots.len() - 1`, kept
+        // so by `with_capacity` and `grow`) keeps `index` below `slots.len()`; the slot is
+        // free, since the items take the slots before `tail`.
         unsafe { self.slots.get_unchecked_mut(index) }.write(item);
         self.tail = self.tail.wrapping_add(1);
     }

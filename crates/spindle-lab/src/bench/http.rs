@@ -59,8 +59,8 @@ struct Load {
     p99_ms: f64,
     /// wrk's "Socket errors" and "Non-2xx" lines, if any.
     errors: Option<String>,
-    /// CPU time (user + system) this process spent while wrk ran: the server's, as no other
-    /// server runs then (wrk is another process).
+    /// CPU time (user + system) this process spent while wrk ran: what is charged to the
+    /// loaded server, the only one running then (module docs).
     server_cpu: Duration,
 }
 

@@ -114,7 +114,8 @@ impl<'a> Case<'a> {
         })
     }
 
-    /// A case whose runs report the host probe's reading with their time ([`probed`]).
+    /// A case whose runs report the host probe's reading with their time
+    /// ([`after_probe`]).
     fn probed(
         subject: Subject,
         what: impl Into<String>,
@@ -138,7 +139,7 @@ struct Run {
 
 /// Times the host probe, then `run`, on the calling thread (the one that runs the case's
 /// consumer: the probe should see the vCPU the case runs on).
-fn probed(run: impl FnOnce() -> io::Result<Duration>) -> io::Result<Run> {
+fn after_probe(run: impl FnOnce() -> io::Result<Duration>) -> io::Result<Run> {
     let probe_ns = host_probe();
     Ok(Run {
         time: run()?,
@@ -421,24 +422,24 @@ fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result
             Subject::ManyToOne => cases.push(Case::probed(
                 subject,
                 format!("spindle bounded({CAPACITY})"),
-                || many_to_one.block_on(|| probed(|| spindle_channel(msgs))),
+                || many_to_one.block_on(|| after_probe(|| spindle_channel(msgs))),
             )),
             Subject::Std => {
                 cases.push(Case::probed(
                     subject,
                     format!("crossbeam-channel bounded({CAPACITY})"),
-                    || probed(|| crossbeam_channel(msgs)),
+                    || after_probe(|| crossbeam_channel(msgs)),
                 ));
                 cases.push(Case::probed(
                     subject,
                     format!("std sync_channel({CAPACITY})"),
-                    || probed(|| std_channel(msgs)),
+                    || after_probe(|| std_channel(msgs)),
                 ));
             }
             Subject::TokioCurrentThread => cases.push(Case::probed(
                 subject,
                 format!("tokio mpsc channel({CAPACITY})"),
-                || probed(|| tokio_channel(&tokio_rt, msgs)),
+                || after_probe(|| tokio_channel(&tokio_rt, msgs)),
             )),
             _ => {}
         }
