@@ -397,6 +397,7 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
         for (metric, reading, get) in comparisons {
             let per_round = ratios(get);
             let (low, high) = low_high(per_round.iter().copied());
+            let at_least_one = per_round.iter().filter(|&&r| r >= 1.0).count();
             let mut f = Figure::new(
                 EXPERIMENT,
                 &label(this),
@@ -411,7 +412,7 @@ pub fn run(subjects: &[Subject], n: u64, quick: bool) -> io::Result<Vec<Figure>>
             if rounds > 1 {
                 f = f.with_note(format!(
                     "http, {metric}: the {rounds} rounds' ratios to {} ran from {low:.2} to \
-                     {high:.2}",
+                     {high:.2}, {at_least_one} of them at or above 1",
                     label(base)
                 ));
             }
