@@ -107,22 +107,26 @@ pub(crate) fn current_thread() -> Thread {
         };
         return Thread::from_inner(inner);
     }
-    KERNEL_SELF.with(|k| {
-        k.get_or_init(|| {
-            let std_thread = std::thread::current();
-            let name = std_thread.name().map(Into::into);
-            Thread::from_inner(ThreadInner::new(name, || {
-                ThreadKind::Kernel(std::sync::OnceLock::from(std_thread))
-            }))
-        })
-        .clone()
-    })
+    let record = || {
+        let std_thread = std::thread::current();
+        let name = std_thread.name().map(Into::into);
+        Thread::from_inner(ThreadInner::new(name, || {
+            ThreadKind::Kernel(std::sync::OnceLock::from(std_thread))
+        }))
+    };
+    // While the thread's locals are destroyed (a destructor that waits on a spindle
+    // primitive) the cached record may be gone already: a fresh one wraps the same std
+    // thread, which is all a waker needs to unpark it.
+    KERNEL_SELF
+        .try_with(|k| k.get_or_init(record).clone())
+        .unwrap_or_else(|_| record())
 }
 
 /// Shows `reason` as what this kernel thread waits for in dumps, if spindle has a record
 /// of it (a thread of a one-to-one runtime always has one).
 pub(crate) fn show_kernel_wait(reason: crate::park::WaitReason) {
-    KERNEL_SELF.with(|k| {
+    // Nothing to show once the record is destroyed (see `current_thread`).
+    let _ = KERNEL_SELF.try_with(|k| {
         if let Some(t) = k.get() {
             t.inner
                 .kernel_wait

@@ -246,7 +246,9 @@ impl RawMutex {
         let may_spin = context::current_green().is_none();
         let mut spins = 0;
         let backoff = Backoff::new();
-        let mut lost_races = 0;
+        // A woken caller that loses the race below has lost one already: it goes back to
+        // the front of the queue, like a mutex waiter woken after queuing here.
+        let mut lost_races = u32::from(woken);
         loop {
             let s = self.state.load(Relaxed);
             if s & LOCKED == 0 {
