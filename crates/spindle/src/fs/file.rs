@@ -4,6 +4,8 @@ use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::pool_backend::{self, Transfer};
@@ -42,6 +44,40 @@ pub struct File {
     /// Shared with the helper running a call on it (a helper gets a clone of the `Arc` and
     /// drops it before the caller resumes).
     inner: Arc<std::fs::File>,
+    /// Whether positioned calls may go to the io_uring ring, learnt at the first one.
+    positionable: Positionable,
+}
+
+/// Whether a file takes positioned reads and writes, once known. An io_uring read or
+/// write ignores its offset on a file that has no position (a pipe, a FIFO, a socket, a
+/// terminal) and moves bytes through it, where `pread(2)` and `pwrite(2)` fail with
+/// `ESPIPE`; so the ring gets positioned calls only for regular files and block devices,
+/// and the others go to the helper pool, whose std call fails as std's does. Two threads
+/// asking at once both ask, and agree.
+pub(super) struct Positionable(AtomicU8);
+
+impl Positionable {
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+
+    fn new() -> Positionable {
+        Positionable(AtomicU8::new(Self::UNKNOWN))
+    }
+
+    /// The answer, if known.
+    pub(super) fn get(&self) -> Option<bool> {
+        match self.0.load(Relaxed) {
+            Self::YES => Some(true),
+            Self::NO => Some(false),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set(&self, yes: bool) {
+        self.0
+            .store(if yes { Self::YES } else { Self::NO }, Relaxed);
+    }
 }
 
 impl File {
@@ -135,13 +171,13 @@ impl File {
     /// Reads as `how` says: an io_uring request on an io_uring worker, a helper-pool
     /// round trip otherwise.
     fn read_with(&self, buf: &mut [u8], how: Transfer) -> io::Result<usize> {
-        uring_backend::read(&self.inner, buf, how)
+        uring_backend::read(&self.inner, buf, how, &self.positionable)
             .unwrap_or_else(|| pool_backend::read(&self.inner, buf, how))
     }
 
     /// Writes as `how` says, by the same path as [`File::read_with`].
     fn write_with(&self, buf: &[u8], how: Transfer) -> io::Result<usize> {
-        uring_backend::write(&self.inner, buf, how)
+        uring_backend::write(&self.inner, buf, how, &self.positionable)
             .unwrap_or_else(|| pool_backend::write(&self.inner, buf, how))
     }
 
@@ -177,6 +213,7 @@ impl From<std::fs::File> for File {
     fn from(file: std::fs::File) -> File {
         File {
             inner: Arc::new(file),
+            positionable: Positionable::new(),
         }
     }
 }

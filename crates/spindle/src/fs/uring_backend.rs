@@ -4,9 +4,12 @@
 //!
 //! A call takes this path when it runs on a green thread whose worker's reactor is
 //! io_uring ([`crate::io::IoBackend`]) and is positioned ([`Transfer::At`] or
-//! [`Transfer::AllAt`]: `read_at`, `write_at` and their exact forms), or is a sync; each
-//! function returns `None` otherwise, and the caller goes to the helper pool
-//! (`pool_backend.rs`).
+//! [`Transfer::AllAt`]: `read_at`, `write_at` and their exact forms) on a regular file or
+//! a block device, or is a sync; each function returns `None` otherwise, and the caller
+//! goes to the helper pool (`pool_backend.rs`). The kind of file is asked once per
+//! `File`, with a `statx` request of the ring: io_uring ignores the offset of a read or
+//! write on a file without a position (a pipe, a FIFO, a socket) and moves its bytes,
+//! where `pread(2)` fails with `ESPIPE`, as std's `read_at` then does on the pool.
 //!
 //! Why not reads and writes at the file position: io_uring can make them (offset -1,
 //! `IORING_FEAT_RW_CUR_POS`), but it reads the position when the request starts and
@@ -34,6 +37,7 @@ use std::sync::Arc;
 
 use io_uring::opcode;
 
+use super::file::Positionable;
 use super::pool_backend::{Transfer, MAX_TRANSFER};
 use crate::io::reactor::uring::{self, UringReactor};
 use crate::park::WaitReason;
@@ -54,32 +58,76 @@ enum Caller<'a> {
     Write(&'a [u8]),
 }
 
-/// Reads from `file` into `buf` as `how` says; `None` when not on an io_uring worker or
-/// not positioned.
+/// Reads from `file` into `buf` as `how` says; `None` when not on an io_uring worker, not
+/// positioned, or on a file that has no position (`known` caches [`positionable`]'s
+/// answer: see `fs/file.rs`, `Positionable`). An empty read still asks the kernel, as
+/// std's does (a file not open for reading fails).
 pub(super) fn read(
     file: &Arc<std::fs::File>,
     buf: &mut [u8],
     how: Transfer,
+    known: &Positionable,
 ) -> Option<io::Result<usize>> {
     let (start, whole) = positioned(how)?;
     let ring = uring::current()?;
-    if buf.is_empty() {
-        return Some(Ok(0));
+    if let Err(e) = takes_positions(ring, file, known)? {
+        return Some(Err(e));
     }
     Some(transfer(ring, file, Caller::Read(buf), start, whole))
 }
 
-/// Writes `buf` to `file` as `how` says; `None` when not on an io_uring worker or not
-/// positioned. An empty write still asks the kernel, as std's does (it reports a bad
-/// descriptor).
+/// Writes `buf` to `file` as `how` says; `None` as for [`read`]. An empty write still asks
+/// the kernel, as std's does (it reports a bad descriptor).
 pub(super) fn write(
     file: &Arc<std::fs::File>,
     buf: &[u8],
     how: Transfer,
+    known: &Positionable,
 ) -> Option<io::Result<usize>> {
     let (start, whole) = positioned(how)?;
     let ring = uring::current()?;
+    if let Err(e) = takes_positions(ring, file, known)? {
+        return Some(Err(e));
+    }
     Some(transfer(ring, file, Caller::Write(buf), start, whole))
+}
+
+/// `Some(Ok(()))` when `file` takes positioned calls on the ring, `None` when they go to
+/// the helper pool, `Some(Err(_))` when the ring cannot tell; asks once per `File`.
+fn takes_positions(
+    ring: &UringReactor,
+    file: &Arc<std::fs::File>,
+    known: &Positionable,
+) -> Option<io::Result<()>> {
+    let yes = match known.get() {
+        Some(yes) => yes,
+        None => match positionable(ring, file) {
+            Ok(yes) => {
+                known.set(yes);
+                yes
+            }
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    yes.then_some(Ok(()))
+}
+
+/// Whether `file` is a regular file or a block device, the kinds whose reads and writes
+/// take an offset: a `statx` request of the ring (on a network file system the kernel may
+/// have to ask the server, so not a call in place).
+fn positionable(ring: &UringReactor, file: &Arc<std::fs::File>) -> io::Result<bool> {
+    let buffer = vec![0u8; std::mem::size_of::<libc::statx>()];
+    let (_, buffer) = ring.file_request(file, buffer, WaitReason::FileRead, &|fd, p, _| {
+        opcode::Statx::new(fd, c"".as_ptr(), p.cast())
+            .flags(libc::AT_EMPTY_PATH)
+            .mask(libc::STATX_TYPE)
+            .build()
+    })?;
+    // SAFETY: the buffer holds `size_of::<statx>()` bytes, which the completed request
+    // filled (`statx` is plain data: any bytes are a value); unaligned, so read unaligned.
+    let stat: libc::statx = unsafe { std::ptr::read_unaligned(buffer.as_ptr().cast()) };
+    let kind = u32::from(stat.stx_mode) & libc::S_IFMT;
+    Ok(kind == libc::S_IFREG || kind == libc::S_IFBLK)
 }
 
 /// A positioned transfer from `start`, one request per at most [`MAX_TRANSFER`] bytes,
@@ -96,6 +144,10 @@ fn transfer(
         Caller::Read(buf) => buf.len(),
         Caller::Write(buf) => buf.len(),
     };
+    if whole && len == 0 {
+        // As std's `read_exact_at` and `write_all_at`, which make no call for nothing.
+        return Ok(0);
+    }
     let mut done = 0;
     let mut chunk = Vec::new();
     loop {
