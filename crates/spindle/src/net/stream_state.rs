@@ -68,7 +68,7 @@ use rustix::net::sockopt::{self, Timeout};
 
 use super::{io_budget, retry_from, timed_out};
 use crate::fork::Provenance;
-use crate::io::reactor::registration::Registration;
+use crate::io::reactor::registration::{Registration, Snapshot};
 use crate::io::reactor::uring;
 use crate::io::reactor::wait_until;
 use crate::io::Interest;
@@ -407,12 +407,7 @@ fn retry_registered<T>(
                     }
                 }
                 done => {
-                    if done
-                        .as_ref()
-                        .is_ok_and(|t| short(t) && seen.short_read_proves_empty())
-                    {
-                        registration.clear(seen, interest);
-                    }
+                    after_call(registration, seen, interest, &done, &short);
                     io_budget::spend();
                     return done;
                 }
@@ -438,13 +433,34 @@ fn retry_registered<T>(
         };
         if !ready {
             // As `retry_from`: one last try before reporting the timeout.
+            let seen = registration.snapshot();
             return match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(timed_out()),
                 done => {
+                    after_call(registration, seen, interest, &done, &short);
                     io_budget::spend();
                     done
                 }
             };
         }
+    }
+}
+
+/// The readiness a call for `interest` that did not block leaves, `seen` taken before it:
+/// a result that proves the socket's queue empty clears it; a success the registration did
+/// not expect marks it ready again ([`Registration::mark_ready`]), so that the next call
+/// tries before it waits.
+fn after_call<T>(
+    registration: &Registration,
+    seen: Snapshot,
+    interest: Interest,
+    done: &io::Result<T>,
+    short: impl Fn(&T) -> bool,
+) {
+    let Ok(t) = done else { return };
+    if short(t) && seen.short_read_proves_empty() {
+        registration.clear(seen, interest);
+    } else if !seen.is_ready(interest) {
+        registration.mark_ready(interest);
     }
 }

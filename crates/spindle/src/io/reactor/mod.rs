@@ -159,7 +159,7 @@ impl Drop for WaitCount<'_> {
 }
 
 /// Interest in a descriptor.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Interest {
     /// Readable, or an error or hang-up to report.
     Read,

@@ -294,6 +294,23 @@ mod waiting {
             }
         }
 
+        /// A call for `interest` succeeded although the registration did not say ready (the
+        /// last try at a deadline, or one after a one-shot wait): mark it ready, as an event
+        /// would, and wake a waiter of it. Edge-triggered, no event may come to do it: a
+        /// TCP socket takes a `send` while its `poll` does not yet call it writable (that
+        /// needs a third of the send buffer free), so every later write would otherwise
+        /// wait out its whole timeout before its last try. Called on the kernel thread that
+        /// drives the registration's worker, like [`Registration::deliver`].
+        pub(crate) fn mark_ready(&self, interest: Interest) {
+            self.deliver(Event {
+                readable: interest == Interest::Read,
+                writable: interest == Interest::Write,
+                read_closed: false,
+                write_closed: false,
+                urgent: false,
+            });
+        }
+
         /// Parks the calling green thread (of the registration's worker) once, in
         /// `interest`'s slot, unless `interest` is ready: `Some(false)` if `deadline` passed
         /// (never before it) with `interest` not ready, `Some(true)` otherwise (ready, or
