@@ -559,29 +559,25 @@ thread_local! {
     static BLOCKS_ON_DROP: BlocksOnDrop = const { BlocksOnDrop };
 }
 
-/// A thread-local whose destructor waits on a spindle primitive, on a kernel thread that
-/// had used spindle before (so spindle's own thread-local record was made after the
-/// user's one and is destroyed first). std's primitives work there; spindle's must not
-/// panic in the destructor (which aborts the process).
-#[test]
-fn a_wait_in_a_tls_destructor_after_spindle_was_used_on_the_thread() {
-    const CHILD: &str = "ADVERSARIAL_SYNC_TLS_CHILD";
-    if std::env::var_os(CHILD).is_some() {
-        std::thread::spawn(|| {
-            BLOCKS_ON_DROP.with(|_| {}); // registered first, destroyed last
-            let _ = spindle::current(); // spindle's record of this kernel thread
-        })
-        .join()
-        .unwrap();
-        eprintln!("child done");
-        return;
+struct SpawnsOnDrop;
+
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        // A spawn on a plain kernel thread is a kernel thread, as std's.
+        assert_eq!(spindle::spawn(|| 7).join().unwrap(), 7);
+        eprintln!("tls destructor spawned and joined");
     }
+}
+
+thread_local! {
+    static SPAWNS_ON_DROP: SpawnsOnDrop = const { SpawnsOnDrop };
+}
+
+/// Runs `test` (this file's test of that name) again in a child process with `CHILD` set,
+/// and checks that the child succeeds and prints `done`.
+fn in_a_child(test: &str, done: &str) {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_wait_in_a_tls_destructor_after_spindle_was_used_on_the_thread",
-            "--nocapture",
-        ])
+        .args(["--exact", test, "--nocapture"])
         .env(CHILD, "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -598,9 +594,53 @@ fn a_wait_in_a_tls_destructor_after_spindle_was_used_on_the_thread() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stderr.contains("tls destructor finished its waits"),
+        out.status.success() && stderr.contains(done),
         "child failed: {:?}\n{stderr}",
         out.status
+    );
+}
+
+/// Set in the child processes of the tests below.
+const CHILD: &str = "ADVERSARIAL_SYNC_TLS_CHILD";
+
+/// A thread-local whose destructor waits on a spindle primitive, on a kernel thread that
+/// had used spindle before (so spindle's own thread-local record was made after the
+/// user's one and is destroyed first). std's primitives work there; spindle's must not
+/// panic in the destructor (which aborts the process).
+#[test]
+fn a_wait_in_a_tls_destructor_after_spindle_was_used_on_the_thread() {
+    if std::env::var_os(CHILD).is_some() {
+        std::thread::spawn(|| {
+            BLOCKS_ON_DROP.with(|_| {}); // registered first, destroyed last
+            let _ = spindle::current(); // spindle's record of this kernel thread
+        })
+        .join()
+        .unwrap();
+        return;
+    }
+    in_a_child(
+        "a_wait_in_a_tls_destructor_after_spindle_was_used_on_the_thread",
+        "tls destructor finished its waits",
+    );
+}
+
+/// As above for a spawn: spindle's note of the one-to-one runtime this kernel thread is
+/// in may be destroyed before the user's thread-local; the spawn then makes a kernel
+/// thread of no runtime, as it would on a thread that never entered one.
+#[test]
+fn a_spawn_in_a_tls_destructor_after_spindle_spawned_from_the_thread() {
+    if std::env::var_os(CHILD).is_some() {
+        std::thread::spawn(|| {
+            SPAWNS_ON_DROP.with(|_| {}); // registered first, destroyed last
+            assert_eq!(spindle::spawn(|| 1).join().unwrap(), 1);
+        })
+        .join()
+        .unwrap();
+        return;
+    }
+    in_a_child(
+        "a_spawn_in_a_tls_destructor_after_spindle_spawned_from_the_thread",
+        "tls destructor spawned and joined",
     );
 }
 

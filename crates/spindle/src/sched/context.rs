@@ -76,7 +76,9 @@ pub(crate) fn spawn_target<'a>() -> SpawnTarget<'a> {
             return SpawnTarget::Green(w.pool());
         }
     }
-    SpawnTarget::Kernel(ENTERED.with(|e| e.borrow().clone()))
+    // No runtime once the note is destroyed (a spawn from a thread-local's destructor): a
+    // kernel thread of none, as from a thread that never entered one.
+    SpawnTarget::Kernel(ENTERED.try_with(|e| e.borrow().clone()).ok().flatten())
 }
 
 /// Runs `f` with this kernel thread entered into a one-to-one runtime.
