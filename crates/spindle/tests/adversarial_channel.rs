@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::join_kernel;
 use spindle::channel::{
     bounded, unbounded, Receiver, RecvError, RecvTimeoutError, Select, SendError, SendTimeoutError,
     Sender, TryRecvError, TrySendError,
@@ -157,15 +158,6 @@ fn until_a_sender_waits<T>(rx: &Receiver<T>) {
         assert!(Instant::now() < give_up, "no sender came");
         spindle::yield_now();
     }
-}
-
-/// Joins a kernel thread from a green thread without blocking its worker (a std `join`
-/// there would stop every green thread of the worker, which the kernel thread may need).
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
 }
 
 fn runtime(model: Model) -> Runtime {

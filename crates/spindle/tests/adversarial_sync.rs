@@ -10,24 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{join_kernel, wait_until};
 use spindle::sync::{Barrier, Condvar, Mutex, OnceLock, RwLock, Semaphore};
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
-
-/// Yields until `cond` holds: synchronizes on an event, not on time.
-fn wait_until(cond: impl Fn() -> bool) {
-    while !cond() {
-        spindle::yield_now();
-    }
-}
 
 fn build(model: Model) -> spindle::Runtime {
     spindle::Runtime::builder().model(model).build().unwrap()
@@ -576,22 +561,7 @@ thread_local! {
 /// Runs `test` (this file's test of that name) again in a child process with `CHILD` set,
 /// and checks that the child succeeds and prints `done`.
 fn in_a_child(test: &str, done: &str) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture"])
-        .env(CHILD, "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child hung");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::rerun_in_child(test, CHILD);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stderr.contains(done),

@@ -5,18 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::join_kernel;
 use spindle::channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: a std `join` there would stop every green thread, including ones the kernel
-/// thread may be waiting for. Yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
 
 /// A channel's two ends.
 type Pair = (Sender<u64>, Receiver<u64>);

@@ -7,17 +7,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
+use common::join_kernel;
 use spindle::sync::Barrier;
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
 
 /// Per-generation counters: arrivals, and leaders.
 struct Generations {

@@ -5,17 +5,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::join_kernel;
 use spindle::sync::{Condvar, Mutex};
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: a std `join` there would stop every green thread, including ones the kernel
-/// thread may be waiting for. Yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
 
 /// A counter and a condvar, the shape most tests need.
 struct State {

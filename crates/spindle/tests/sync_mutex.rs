@@ -6,18 +6,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, TryLockError};
 
+use common::join_kernel;
 use spindle::sync::Mutex;
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: a std `join` there would stop every green thread, including ones the kernel
-/// thread may be waiting for. Yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
 
 /// Waits (yielding) until `flag` is set: synchronizes on an event, not on time.
 fn wait_for(flag: &AtomicBool) {

@@ -7,24 +7,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, TryLockError};
 
+use common::{join_kernel, wait_until};
 use spindle::sync::{Mutex, RwLock};
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
-
-/// Yields until `cond` holds: synchronizes on an event, not on time.
-fn wait_until(cond: impl Fn() -> bool) {
-    while !cond() {
-        spindle::yield_now();
-    }
-}
 
 /// Waits until someone is queued on `lock`, which the caller holds shared: from then on
 /// `try_read` fails (a queued thread goes first), and only a queued thread can cause that.

@@ -8,24 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{join_kernel, wait_until};
 use spindle::sync::{Mutex, Semaphore};
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
-
-/// Yields until `cond` holds: synchronizes on an event, not on time.
-fn wait_until(cond: impl Fn() -> bool) {
-    while !cond() {
-        spindle::yield_now();
-    }
-}
 
 /// Waits until someone is queued on `sem`, which has at least one free permit: from then
 /// on `try_acquire` fails (queued requests go first), and only a queued thread causes that.

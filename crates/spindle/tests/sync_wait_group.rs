@@ -7,24 +7,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
+use common::{join_kernel, wait_until};
 use spindle::sync::WaitGroup;
 use spindle::Model;
-
-/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
-/// worker: yields until the thread has finished, then joins.
-fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
-    while !k.is_finished() {
-        spindle::yield_now();
-    }
-    k.join().unwrap()
-}
-
-/// Yields until `cond` holds: synchronizes on an event, not on time.
-fn wait_until(cond: impl Fn() -> bool) {
-    while !cond() {
-        spindle::yield_now();
-    }
-}
 
 cross_model! {
     fn wait_returns_once_every_clone_is_dropped(_model) {

@@ -271,3 +271,20 @@ pub fn wait_until_parked(id: spindle::ThreadId, reason: spindle::WaitReason) {
         spindle::sleep(Duration::from_millis(1));
     }
 }
+
+/// Joins a kernel thread from a (possibly green) thread without blocking a many-to-one
+/// worker: a std `join` there would stop every green thread, including ones the kernel
+/// thread may be waiting for. Yields until the thread has finished, then joins.
+pub fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
+    while !k.is_finished() {
+        spindle::yield_now();
+    }
+    k.join().unwrap()
+}
+
+/// Yields until `cond` holds: synchronizes on an event, not on time.
+pub fn wait_until(cond: impl Fn() -> bool) {
+    while !cond() {
+        spindle::yield_now();
+    }
+}
