@@ -18,14 +18,6 @@ fn build(model: Model) -> spindle::Runtime {
     spindle::Runtime::builder().model(model).build().unwrap()
 }
 
-/// Whether `id` is parked (per `spindle::debug::threads`) with `reason`.
-fn is_parked_with(id: spindle::ThreadId, reason: spindle::WaitReason) -> bool {
-    spindle::debug::threads().iter().any(|t| {
-        t.id == id
-            && matches!(t.state, spindle::debug::ThreadState::Parked { reason: r, .. } if r == reason)
-    })
-}
-
 // ---------------------------------------------------------------------------------------
 // Condvar: FIFO of notified waiters when an arriving thread barges past the woken one.
 // ---------------------------------------------------------------------------------------
@@ -391,7 +383,7 @@ fn served_but_cancelled(model: Model) {
             ];
             for (h, r) in hs.iter().zip(reasons) {
                 let id = h.thread().id();
-                wait_until(|| is_parked_with(id, r));
+                common::wait_until_parked(id, r);
             }
             spindle::spawn(move || {
                 hog_go.acquire().forget();
@@ -415,7 +407,7 @@ fn served_but_cancelled(model: Model) {
         let (hog_go, hogging) = (hog_go.clone(), hogging.clone());
         rt2.block_on(move || {
             let km = spindle::spawn(move || m.lock().unwrap().push("other runtime"));
-            wait_until(|| is_parked_with(km.thread().id(), spindle::WaitReason::MutexLock));
+            common::wait_until_parked(km.thread().id(), spindle::WaitReason::MutexLock);
             // Move the condvar waiter to m2's queue while m2 is held, then queue behind it.
             let g2 = m2.lock().unwrap();
             cv.notify_one();
@@ -423,7 +415,7 @@ fn served_but_cancelled(model: Model) {
                 let m2 = m2.clone();
                 spindle::spawn(move || drop(m2.lock().unwrap()))
             };
-            wait_until(|| is_parked_with(kc.thread().id(), spindle::WaitReason::MutexLock));
+            common::wait_until_parked(kc.thread().id(), spindle::WaitReason::MutexLock);
             // From here on, no dumps: rt1's worker will not answer.
             hog_go.add_permits(1);
             wait_until(|| hogging.load(SeqCst));
@@ -498,7 +490,7 @@ fn reentrant_once_lock(model: Model) {
                     })
                 })
             };
-            wait_until(|| is_parked_with(h.thread().id(), spindle::WaitReason::OnceWait));
+            common::wait_until_parked(h.thread().id(), spindle::WaitReason::OnceWait);
             assert_eq!(cell.get(), None);
             drop(h);
         });
@@ -637,7 +629,7 @@ fn guards_of_a_cancelled_thread(model: Model) {
                 let _r = rr.read().unwrap();
                 drop(never.acquire()); // parks for good
             });
-            wait_until(|| is_parked_with(h.thread().id(), spindle::WaitReason::SemaphoreAcquire));
+            common::wait_until_parked(h.thread().id(), spindle::WaitReason::SemaphoreAcquire);
             drop(h);
         });
     }

@@ -65,18 +65,18 @@ impl Positionable {
         Positionable(AtomicU8::new(Self::UNKNOWN))
     }
 
-    /// The answer, if known.
-    pub(super) fn get(&self) -> Option<bool> {
+    /// The answer: known, or asked of `ask` and kept (an error is not kept).
+    pub(super) fn get_or_ask(&self, ask: impl FnOnce() -> io::Result<bool>) -> io::Result<bool> {
         match self.0.load(Relaxed) {
-            Self::YES => Some(true),
-            Self::NO => Some(false),
-            _ => None,
+            Self::YES => Ok(true),
+            Self::NO => Ok(false),
+            _ => {
+                let yes = ask()?;
+                self.0
+                    .store(if yes { Self::YES } else { Self::NO }, Relaxed);
+                Ok(yes)
+            }
         }
-    }
-
-    pub(super) fn set(&self, yes: bool) {
-        self.0
-            .store(if yes { Self::YES } else { Self::NO }, Relaxed);
     }
 }
 

@@ -51,11 +51,11 @@
 //! ([`File::read_at`], [`File::write_at`], [`File::read_exact_at`],
 //! [`File::write_all_at`]) on regular files and block devices, and the syncs
 //! ([`File::sync_all`], [`File::sync_data`]), are io_uring requests of the worker's own
-//! ring: no helper thread, and no helper wake-up. Everything else goes through the helper pool as described above, on both backends;
-//! reads and writes at the file offset do because io_uring moves the offset without the
-//! lock `read(2)` and `write(2)` take, so concurrent ones could overwrite each other
-//! (`fs/uring_backend.rs` has the details). The API and its semantics are the same on both
-//! backends.
+//! ring: no helper thread, and no helper wake-up. Everything else goes through the helper
+//! pool as described above, on both backends; reads and writes at the file offset do
+//! because io_uring moves the offset without the lock `read(2)` and `write(2)` take, so
+//! concurrent ones could overwrite each other (`fs/uring_backend.rs` has the details). The
+//! API and its semantics are the same on both backends.
 //!
 //! # Details
 //!

@@ -58,58 +58,51 @@ enum Caller<'a> {
     Write(&'a [u8]),
 }
 
-/// Reads from `file` into `buf` as `how` says; `None` when not on an io_uring worker, not
-/// positioned, or on a file that has no position (`known` caches [`positionable`]'s
-/// answer: see `fs/file.rs`, `Positionable`). An empty read still asks the kernel, as
-/// std's does (a file not open for reading fails).
+/// Reads from `file` into `buf` as `how` says; `None` as [`on_the_ring`] says. An empty
+/// read still asks the kernel, as std's does (a file not open for reading fails).
 pub(super) fn read(
     file: &Arc<std::fs::File>,
     buf: &mut [u8],
     how: Transfer,
     known: &Positionable,
 ) -> Option<io::Result<usize>> {
-    let (start, whole) = positioned(how)?;
-    let ring = uring::current()?;
-    if let Err(e) = takes_positions(ring, file, known)? {
-        return Some(Err(e));
-    }
-    Some(transfer(ring, file, Caller::Read(buf), start, whole))
+    Some(
+        on_the_ring(file, how, known)?
+            .and_then(|(ring, start, whole)| transfer(ring, file, Caller::Read(buf), start, whole)),
+    )
 }
 
-/// Writes `buf` to `file` as `how` says; `None` as for [`read`]. An empty write still asks
-/// the kernel, as std's does (it reports a bad descriptor).
+/// Writes `buf` to `file` as `how` says; `None` as [`on_the_ring`] says. An empty write
+/// still asks the kernel, as std's does (it reports a bad descriptor).
 pub(super) fn write(
     file: &Arc<std::fs::File>,
     buf: &[u8],
     how: Transfer,
     known: &Positionable,
 ) -> Option<io::Result<usize>> {
-    let (start, whole) = positioned(how)?;
-    let ring = uring::current()?;
-    if let Err(e) = takes_positions(ring, file, known)? {
-        return Some(Err(e));
-    }
-    Some(transfer(ring, file, Caller::Write(buf), start, whole))
+    Some(
+        on_the_ring(file, how, known)?.and_then(|(ring, start, whole)| {
+            transfer(ring, file, Caller::Write(buf), start, whole)
+        }),
+    )
 }
 
-/// `Some(Ok(()))` when `file` takes positioned calls on the ring, `None` when they go to
-/// the helper pool, `Some(Err(_))` when the ring cannot tell; asks once per `File`.
-fn takes_positions(
-    ring: &UringReactor,
+/// The ring a transfer `how` on `file` goes to, with its start and whether it must move
+/// the whole buffer; `None` when not on an io_uring worker, not positioned, or on a file
+/// that has no position (`known` keeps [`positionable`]'s answer: `fs/file.rs`,
+/// `Positionable`), and an error when the ring could not tell.
+fn on_the_ring<'r>(
     file: &Arc<std::fs::File>,
+    how: Transfer,
     known: &Positionable,
-) -> Option<io::Result<()>> {
-    let yes = match known.get() {
-        Some(yes) => yes,
-        None => match positionable(ring, file) {
-            Ok(yes) => {
-                known.set(yes);
-                yes
-            }
-            Err(e) => return Some(Err(e)),
-        },
-    };
-    yes.then_some(Ok(()))
+) -> Option<io::Result<(&'r UringReactor, u64, bool)>> {
+    let (start, whole) = positioned(how)?;
+    let ring = uring::current()?;
+    match known.get_or_ask(|| positionable(ring, file)) {
+        Ok(true) => Some(Ok((ring, start, whole))),
+        Ok(false) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// Whether `file` is a regular file or a block device, the kinds whose reads and writes

@@ -29,6 +29,14 @@
 //! came. So `clear` removes the bit only if the tick is still the one of the snapshot taken
 //! before the call: if an event came since, the bit stays and the caller tries again.
 //!
+//! The other way round, a call that succeeds although the word did not say ready (the last
+//! try at a deadline, or a try after a one-shot wait) sets its bit as an event would, tick
+//! and all (`mark_ready`), and wakes the direction's waiter. No edge may ever come for
+//! it: a TCP socket takes a `send` while its `poll` does not yet call it writable (that
+//! needs a third of the send buffer free), so without this every later write would wait
+//! out its whole timeout before its last try. The added tick keeps a `clear` from a call
+//! that failed before this success from removing the bit.
+//!
 //! A read that comes back short may clear its bit the same way, so that the next read
 //! waits for the next edge instead of trying a `recv` that would fail; but only where a
 //! short read proves the receive queue empty. Were data left, no edge would come for it,
@@ -294,13 +302,10 @@ mod waiting {
             }
         }
 
-        /// A call for `interest` succeeded although the registration did not say ready (the
-        /// last try at a deadline, or one after a one-shot wait): mark it ready, as an event
-        /// would, and wake a waiter of it. Edge-triggered, no event may come to do it: a
-        /// TCP socket takes a `send` while its `poll` does not yet call it writable (that
-        /// needs a third of the send buffer free), so every later write would otherwise
-        /// wait out its whole timeout before its last try. Called on the kernel thread that
-        /// drives the registration's worker, like [`Registration::deliver`].
+        /// A call for `interest` succeeded although the registration did not say ready:
+        /// mark it ready as an event would, and wake its waiter (module docs, "The
+        /// readiness word"). From a thread holding the handle, on any kernel thread: the
+        /// bit is set before the slot is looked at, as [`Registration::deliver`] does.
         pub(crate) fn mark_ready(&self, interest: Interest) {
             self.deliver(Event {
                 readable: interest == Interest::Read,
