@@ -90,6 +90,9 @@ pub enum WaitReason {
     FileWrite,
     /// A `fs::File` sync as an io_uring request.
     FileSync,
+    /// A `fs::File`'s metadata as an io_uring `statx` request (what kind of file it is,
+    /// asked once per file before its first positioned read or write).
+    FileStat,
     /// `process::Child::wait` (and `Command::status`, `output`): waiting for a child
     /// process to exit.
     ProcessWait,
@@ -103,7 +106,7 @@ pub enum WaitReason {
 
 impl WaitReason {
     /// Every reason, each at the index of its discriminant.
-    const ALL: [WaitReason; 37] = [
+    const ALL: [WaitReason; 38] = [
         WaitReason::None,
         WaitReason::Park,
         WaitReason::Sleep,
@@ -137,6 +140,7 @@ impl WaitReason {
         WaitReason::FileRead,
         WaitReason::FileWrite,
         WaitReason::FileSync,
+        WaitReason::FileStat,
         WaitReason::ProcessWait,
         WaitReason::PipeRead,
         WaitReason::PipeWrite,
@@ -192,6 +196,7 @@ impl WaitReason {
             WaitReason::FileRead => "file read (io_uring)",
             WaitReason::FileWrite => "file write (io_uring)",
             WaitReason::FileSync => "file sync (io_uring)",
+            WaitReason::FileStat => "file stat (io_uring)",
             WaitReason::ProcessWait => "process wait",
             WaitReason::PipeRead => "pipe read",
             WaitReason::PipeWrite => "pipe write",

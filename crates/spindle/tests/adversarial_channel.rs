@@ -1042,3 +1042,80 @@ cross_model! {
         }
     }
 }
+
+/// A `try_send` or `try_recv` that fails makes no operation of the other side ready, so it
+/// must not wake that side's `Select::ready` observers: if it did, two threads that each
+/// loop on `ready` and a `try_` operation on a rendezvous channel with no real peer would
+/// keep waking each other. Many-to-one, where a woken observer runs at the next yield.
+#[test]
+fn failing_try_operations_wake_no_ready_observer() {
+    let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
+    rt.block_on(|| {
+        let (tx, rx) = bounded::<u32>(0);
+        // A receive observer, then failing sends.
+        let woke = Arc::new(AtomicUsize::new(0));
+        let observer = spindle::spawn({
+            let (rx, woke) = (rx.clone(), woke.clone());
+            move || {
+                let mut sel = Select::new();
+                sel.recv(&rx);
+                sel.ready();
+                woke.fetch_add(1, SeqCst);
+            }
+        });
+        common::wait_until_parked(observer.thread().id(), WaitReason::ChannelSelect);
+        for _ in 0..3 {
+            assert_eq!(tx.try_send(7), Err(TrySendError::Full(7)));
+            let mut sel = Select::new();
+            sel.send(&tx, 8);
+            assert!(sel.try_select().is_err(), "no receiver waits");
+        }
+        spindle::yield_now();
+        assert_eq!(
+            woke.load(SeqCst),
+            0,
+            "a failing try_send woke a receive observer"
+        );
+        // A real sender makes the receive ready.
+        let sender = spindle::spawn({
+            let tx = tx.clone();
+            move || tx.send(9).unwrap()
+        });
+        observer.join().unwrap();
+        assert_eq!(woke.load(SeqCst), 1);
+        assert_eq!(rx.recv(), Ok(9));
+        sender.join().unwrap();
+
+        // A send observer, then failing receives.
+        let observer = spindle::spawn({
+            let (tx, woke) = (tx.clone(), woke.clone());
+            move || {
+                let mut sel = Select::new();
+                sel.send(&tx, 0);
+                sel.ready();
+                woke.fetch_add(1, SeqCst);
+            }
+        });
+        common::wait_until_parked(observer.thread().id(), WaitReason::ChannelSelect);
+        for _ in 0..3 {
+            assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+            let mut sel = Select::new();
+            sel.recv(&rx);
+            assert!(sel.try_select().is_err(), "no sender waits");
+        }
+        spindle::yield_now();
+        assert_eq!(
+            woke.load(SeqCst),
+            1,
+            "a failing try_recv woke a send observer"
+        );
+        let receiver = spindle::spawn({
+            let rx = rx.clone();
+            move || rx.recv().unwrap()
+        });
+        observer.join().unwrap();
+        assert_eq!(woke.load(SeqCst), 2);
+        tx.send(10).unwrap();
+        assert_eq!(receiver.join().unwrap(), 10);
+    });
+}

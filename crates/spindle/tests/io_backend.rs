@@ -49,6 +49,14 @@ fn the_environment_gives_the_default_and_a_bad_value_is_named() {
         let built = Runtime::builder().build();
         match value.as_str() {
             "epoll" => assert_eq!(built.unwrap().io_backend(), Some(IoBackend::Epoll)),
+            // Empty is not set: Auto, resolved.
+            "" => {
+                let picked = built.unwrap().io_backend();
+                assert!(
+                    matches!(picked, Some(IoBackend::Epoll | IoBackend::IoUring)),
+                    "{picked:?}"
+                );
+            }
             _ => {
                 let Err(err) = built else {
                     panic!("a bad SPINDLE_IO_BACKEND is an error")
@@ -65,7 +73,7 @@ fn the_environment_gives_the_default_and_a_bad_value_is_named() {
         }
         return;
     }
-    for value in ["epoll", "kqueue"] {
+    for value in ["epoll", "kqueue", ""] {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",

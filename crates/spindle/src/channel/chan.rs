@@ -216,6 +216,11 @@ impl<T> Chan<T> {
         if state.receivers_gone {
             return Err(SendFailure::Disconnected(message));
         }
+        if matches!(wait, Wait::No) && self.try_send_fails(&state) {
+            // Before step 2, which would wake the receive side's observers on its way
+            // through their list: a failing `try_send` makes no receive ready.
+            return Err(SendFailure::Full(message));
+        }
         // Step 2: hand the message to the first waiting receiver.
         if let Some(receiver) = pop_servable(&mut state.waiting_receivers, &mut wakeups) {
             // SAFETY: we claimed `receiver` under the lock (`pop_servable`), so we own its
@@ -306,6 +311,15 @@ impl<T> Chan<T> {
         // Declared before the guard's binding below: see `send_contended`.
         let mut wakeups = Wakeups::new(SERVED);
         let mut state = state;
+        if matches!(wait, Wait::No) && Self::try_recv_fails(&state) {
+            // Before step 2, which would wake the send side's observers on its way through
+            // their list: a failing `try_recv` makes no send ready.
+            return Err(if state.senders_gone {
+                RecvFailure::Disconnected
+            } else {
+                RecvFailure::Empty
+            });
+        }
         // Step 1.
         if let Some(message) = state.buffer.pop_front() {
             if let Some(sender) = pop_servable(&mut state.waiting_senders, &mut wakeups) {
@@ -376,6 +390,19 @@ impl<T> Chan<T> {
     /// Whether a receive would have to wait (step 4).
     fn must_wait_to_recv(state: &ChanState<T>) -> bool {
         !state.senders_gone && state.buffer.is_empty() && state.waiting_senders.is_empty()
+    }
+
+    /// Whether a `try_send` on a channel whose receivers are there would fail with
+    /// `Full`: the buffer is full and no waiting receiver can be served (the list may
+    /// still hold observers and stale select entries, which step 2 would pop on its way).
+    fn try_send_fails(&self, state: &ChanState<T>) -> bool {
+        state.buffer.len() >= self.cap && !has_servable(&state.waiting_receivers, std::ptr::null())
+    }
+
+    /// Whether a `try_recv` would fail, with `Empty` or `Disconnected`: the buffer is
+    /// empty and no waiting sender can be served (as in [`Chan::try_send_fails`]).
+    fn try_recv_fails(state: &ChanState<T>) -> bool {
+        state.buffer.is_empty() && !has_servable(&state.waiting_senders, std::ptr::null())
     }
 
     /// Parks until the linked `entry` is served or disconnected, or until `deadline`, when
@@ -702,13 +729,11 @@ fn claim_all<T>(list: &mut WaitList<SlotEntry<T>>, wakeups: &mut Wakeups<T>) {
 
 /// Whether `list` holds an entry that a waker could serve now, other than `own`'s.
 ///
-/// Linear in the length of the list (`WaitList` has no early exit); it runs only when a
-/// select registers on a channel whose opposite side has waiters, which is rare (the
-/// operation is ready in most such cases, and the list usually short).
+/// It stops at the first such entry, which is the front one unless observers or stale
+/// select entries come first; it runs when a select registers on a channel whose opposite
+/// side has waiters, and when a `try_send` or `try_recv` is about to fail.
 fn has_servable<T>(list: &WaitList<SlotEntry<T>>, own: *const Selection) -> bool {
-    let mut found = false;
-    list.for_each(|entry| found = found || entry.is_servable_by(own));
-    found
+    list.any(|entry| entry.is_servable_by(own))
 }
 
 /// Under the channel lock: claims every observer of `list` (other than `own`'s) into

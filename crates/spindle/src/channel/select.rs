@@ -152,9 +152,12 @@
 //! send that buffers a message or finds no real receiver waiting pops the receivers' list
 //! (observers included) first, a receive that frees room pops the senders' list, a thread
 //! that is about to wait on a rendezvous channel pops the opposite list before linking
-//! itself, and a select linking an entry wakes the opposite side's observers. Like
-//! crossbeam's, `ready` can return spuriously (for example when a `try_send` that failed
-//! passed by a receive observer): callers use the `try_` operation and loop.
+//! itself, and a select linking an entry wakes the opposite side's observers. A `try_send`
+//! or `try_recv` (or a select's first pass) that is going to fail returns before it pops
+//! anything: it makes nothing ready, and two threads looping on `ready` and a `try_`
+//! operation would otherwise keep waking each other. Like crossbeam's, `ready` can still
+//! return spuriously (a select entry that went stale while the waker looked, a peer that
+//! took the message first): callers use the `try_` operation and loop.
 //!
 //! ## Cost
 //!

@@ -110,7 +110,7 @@ fn on_the_ring<'r>(
 /// have to ask the server, so not a call in place).
 fn positionable(ring: &UringReactor, file: &Arc<std::fs::File>) -> io::Result<bool> {
     let buffer = vec![0u8; std::mem::size_of::<libc::statx>()];
-    let (_, buffer) = ring.file_request(file, buffer, WaitReason::FileRead, &|fd, p, _| {
+    let (_, buffer) = ring.file_request(file, buffer, WaitReason::FileStat, &|fd, p, _| {
         opcode::Statx::new(fd, c"".as_ptr(), p.cast())
             .flags(libc::AT_EMPTY_PATH)
             .mask(libc::STATX_TYPE)

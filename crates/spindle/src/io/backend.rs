@@ -10,8 +10,8 @@
 //! file position; and the opcodes poll, read, write, fsync and cancel).
 //!
 //! When no backend is set on the builder, the environment variable `SPINDLE_IO_BACKEND`
-//! (`auto`, `epoll` or `io_uring`) gives the default: that is how one test suite runs on
-//! both backends without changing a line.
+//! (`auto`, `epoll` or `io_uring`; empty counts as not set) gives the default: that is how
+//! one test suite runs on both backends without changing a line.
 
 use std::fmt;
 use std::io;
@@ -60,9 +60,11 @@ impl IoBackend {
         }
     }
 
-    /// The default of a builder: `SPINDLE_IO_BACKEND` if set, else `Auto`.
+    /// The default of a builder: `SPINDLE_IO_BACKEND` if set, else `Auto`. Set but empty
+    /// (or blank) counts as not set, as `SPINDLE_IO_BACKEND= command` means in a shell.
     pub(crate) fn from_env() -> io::Result<IoBackend> {
         match std::env::var(IO_BACKEND_ENV) {
+            Ok(value) if value.trim().is_empty() => Ok(IoBackend::Auto),
             Ok(value) => value.parse().map_err(|e: io::Error| {
                 io::Error::new(
                     e.kind(),

@@ -180,6 +180,20 @@ impl<N: Linked> WaitList<N> {
             p = node.links().next.get();
         }
     }
+
+    /// Whether `pred` holds for some node, trying them from the front and stopping at the
+    /// first that it holds for.
+    pub(crate) fn any(&self, mut pred: impl FnMut(&N) -> bool) -> bool {
+        let mut p = self.head;
+        // SAFETY: as in `for_each`.
+        while let Some(node) = unsafe { p.as_ref() } {
+            if pred(node) {
+                return true;
+            }
+            p = node.links().next.get();
+        }
+        false
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +249,13 @@ mod tests {
         // SAFETY: node 0 (the head) is in `a`.
         unsafe { a.remove(&nodes[0]) };
         assert_eq!(ids(&a), [2, 3, 4]);
+        let mut tried = Vec::new();
+        assert!(a.any(|n| {
+            tried.push(n.id);
+            n.id == 3
+        }));
+        assert_eq!(tried, [2, 3], "`any` stops at the first match");
+        assert!(!a.any(|n| n.id == 0));
         let popped: Vec<u32> = std::iter::from_fn(|| a.pop_front())
             // SAFETY: popped nodes point into `nodes`, still alive.
             .map(|p| unsafe { (*p).id })
