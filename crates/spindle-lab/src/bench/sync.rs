@@ -24,7 +24,11 @@
 //!    a probe loop shaped like a send with no spindle code in it (`host_probe`), timed
 //!    before every run on the thread that runs the case's consumer, slows about 2x in the
 //!    same minutes (about 1.1 ns per iteration against 2.2 here). The notes give its
-//!    readings.
+//!    readings. Beside the channels runs a floor (`bench/handshake_floor.rs`): the same
+//!    messages through 128 slots under the biased lock's owner handshake and nothing
+//!    else, on the kernel thread spindle's channel runs on. No channel that takes that
+//!    lock per operation moves more, so floor / crossbeam-channel, also reported, says
+//!    whether the target was within reach of any such design in that run.
 //! 3. *Contention.* Many threads (1,000) each add 1 to one shared counter under a Mutex
 //!    many times (10,000): green threads in many-to-many (one worker per core) with
 //!    spindle's Mutex, kernel threads with std's Mutex, and kernel threads (one-to-one)
@@ -45,6 +49,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handshake_floor::handshake_floor;
 use super::{build_runtime, low_high, Subject};
 use crate::figures::Figure;
 
@@ -64,6 +69,11 @@ pub const CHANNEL_UNIT: &str = "M msg/s";
 
 /// The capacity of every channel measured ([`RATIOS`] names it too).
 const CAPACITY: usize = 128;
+
+/// What the floor of a channel that locks spindle's biased lock per operation is called
+/// (`bench/handshake_floor.rs`; [`RATIOS`] names it too). No ", " in it: a figure's
+/// metric ends with what follows its last ", ", and the plot labels the bar with that.
+const FLOOR: &str = "handshake floor (no channel)";
 
 /// Rounds of the uncontended Mutex and of the channels (fewer under `--quick`).
 const ROUNDS: usize = 5;
@@ -419,11 +429,19 @@ fn channel_figures(subjects: &[Subject], msgs: u64, rounds: usize) -> io::Result
         match subject {
             // The probe runs where each case's consumer does: spindle's on the runtime's
             // worker, the others' on this thread.
-            Subject::ManyToOne => cases.push(Case::probed(
-                subject,
-                format!("spindle bounded({CAPACITY})"),
-                || many_to_one.block_on(|| after_probe(|| spindle_channel(msgs))),
-            )),
+            Subject::ManyToOne => {
+                cases.push(Case::probed(
+                    subject,
+                    format!("spindle bounded({CAPACITY})"),
+                    || many_to_one.block_on(|| after_probe(|| spindle_channel(msgs))),
+                ));
+                // On the same kernel thread as spindle's channel.
+                cases.push(Case::probed(subject, FLOOR, || {
+                    many_to_one.block_on(|| {
+                        after_probe(|| handshake_floor(msgs).map_err(io::Error::other))
+                    })
+                }));
+            }
             Subject::Std => {
                 cases.push(Case::probed(
                     subject,
@@ -600,7 +618,7 @@ fn measured<'a>(figures: &'a [Figure], what: &str) -> Option<&'a Figure> {
 /// std's), from the figures measured: (numerator, denominator, the ratio's metric), the
 /// first two named as their metrics end. A ratio whose two sides were not both measured is
 /// left out.
-const RATIOS: [(&str, &str, &str); 5] = [
+const RATIOS: [(&str, &str, &str); 7] = [
     (
         "spindle Mutex on a green thread",
         "std Mutex",
@@ -616,6 +634,17 @@ const RATIOS: [(&str, &str, &str); 5] = [
         "crossbeam-channel bounded(128)",
         "spindle bounded(128) / crossbeam-channel bounded(128), messages per second \
          (target: at least 5)",
+    ),
+    (
+        FLOOR,
+        "crossbeam-channel bounded(128)",
+        "the handshake floor / crossbeam-channel bounded(128), messages per second: the \
+         most any channel that takes the biased lock per operation could reach in this run",
+    ),
+    (
+        "spindle bounded(128)",
+        FLOOR,
+        "spindle bounded(128) / the handshake floor, messages per second",
     ),
     (
         "spindle Mutex on green threads",
