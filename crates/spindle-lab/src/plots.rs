@@ -91,7 +91,7 @@ fn colour(name: &str) -> RGBColor {
 /// The colour of a subject the lab knows (its name, or its name followed by more words),
 /// or `None` for anything else.
 fn subject_colour(name: &str) -> Option<RGBColor> {
-    const TABLE: [(&str, RGBColor); 8] = [
+    const TABLE: [(&str, RGBColor); 9] = [
         ("spindle many-to-one", RGBColor(31, 119, 180)),
         ("spindle many-to-many", RGBColor(255, 127, 14)),
         ("spindle one-to-one", RGBColor(44, 160, 44)),
@@ -100,6 +100,7 @@ fn subject_colour(name: &str) -> Option<RGBColor> {
         ("tokio current-thread", RGBColor(140, 86, 75)),
         ("tokio multi-thread", RGBColor(227, 119, 194)),
         ("page faults, one touch at a time", RGBColor(127, 127, 127)),
+        ("handshake floor", RGBColor(127, 127, 127)),
     ];
     TABLE
         .iter()

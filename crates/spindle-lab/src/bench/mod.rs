@@ -198,9 +198,10 @@ impl Experiment {
                  like a send, no spindle code) is timed, and the notes give its readings: \
                  a VM whose host sometimes slows such loops slows spindle's channel with \
                  them. Beside them a floor: the same messages through 128 slots under the \
-                 biased lock's handshake alone, no channel, on spindle's kernel thread: \
-                 what no channel that locks per operation can beat there. Contention, 1,000 threads (100 with --quick) each adding 1 to one \
-                 counter under one Mutex 10,000 times (1,000): green threads in \
+                 biased lock's owner path alone, no channel, on spindle's kernel thread: \
+                 an upper bound for any channel that takes that lock per operation. \
+                 Contention, 1,000 threads (100 with --quick) each adding 1 to one counter \
+                 under one Mutex 10,000 times (1,000): green threads in \
                  many-to-many (a worker per core) with spindle's Mutex, kernel threads with \
                  std's, kernel threads (one-to-one) with spindle's, all on 64 KiB stacks, \
                  timed from the first spawn to the last join, the count checked. The \

@@ -85,6 +85,10 @@
 //! 4. otherwise (`try_recv`: fail with `Empty`) link an empty entry into
 //!    `waiting_receivers`, unlock, park until served.
 //!
+//! A `try_send` or `try_recv` (or a select's first pass) that is going to fail, with
+//! nothing in the opposite list that could be served, returns before step 2: it pops no
+//! observer of the other side (`channel/select.rs`), since it makes nothing ready.
+//!
 //! **Yield first (green threads, untimed operations).** Before step 4 of a blocking `send`
 //! on a buffered channel, or of a blocking `recv`, a green thread unlocks, yields once, and
 //! looks again; only

@@ -61,7 +61,8 @@ impl IoBackend {
     }
 
     /// The default of a builder: `SPINDLE_IO_BACKEND` if set, else `Auto`. Set but empty
-    /// (or blank) counts as not set, as `SPINDLE_IO_BACKEND= command` means in a shell.
+    /// (or blank) counts as not set: a shell user who writes `SPINDLE_IO_BACKEND= command`
+    /// usually means "no choice".
     pub(crate) fn from_env() -> io::Result<IoBackend> {
         match std::env::var(IO_BACKEND_ENV) {
             Ok(value) if value.trim().is_empty() => Ok(IoBackend::Auto),

@@ -195,8 +195,9 @@ impl Builder {
     /// where this process may use it, epoll otherwise), [`IoBackend::Epoll`] or
     /// [`IoBackend::IoUring`]. Without this call, the environment variable
     /// `SPINDLE_IO_BACKEND` (`auto`, `epoll`, `io_uring`; empty counts as unset) gives the
-    /// backend, and `Auto` is the default. [`Runtime::io_backend`] says which one a runtime got. Ignored in the
-    /// one-to-one model, whose kernel threads block in their system calls.
+    /// backend, and `Auto` is the default. [`Runtime::io_backend`] says which one a
+    /// runtime got. Ignored in the one-to-one model, whose kernel threads block in their
+    /// system calls.
     pub fn io_backend(mut self, backend: IoBackend) -> Builder {
         self.io_backend = Some(backend);
         self
