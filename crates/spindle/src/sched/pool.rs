@@ -370,10 +370,13 @@ impl Drop for GreenRuntime {
         for (index, slot) in self.pool.drivers.iter().enumerate() {
             let t = slot.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
             let Some(t) = t else { continue };
-            if own == Some(index) {
-                // Dropped from one of this worker's own green threads: it cancels the rest
-                // (this one included) once this thread next switches; joining here would
-                // wait for ourselves.
+            if own.is_some() {
+                // Dropped from a green thread of this runtime: its worker cancels the rest
+                // (this one included) once this thread next switches. Joining any worker
+                // here would wait for ourselves: ours directly, and every other one
+                // through the cancellation order (`CancelOrder`), which waits for our
+                // worker to say which of its threads is youngest. So every worker is
+                // detached and finishes on its own.
                 drop(t);
             } else if t.join().is_err() {
                 eprintln!("spindle: worker thread {index} panicked during shutdown");

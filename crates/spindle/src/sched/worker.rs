@@ -34,7 +34,8 @@ use crate::task::ThreadInner;
 
 mod dump;
 
-/// How often (in switches) a busy worker looks at its timers.
+/// How often (in switches) a busy worker looks at its timers and its reactor; it also
+/// looks after any switch that ends a used-up time slice.
 const TIMER_CHECK_INTERVAL: u32 = 64;
 
 /// How often (in picks) a worker reverses its queue priorities for one pick (injector,
@@ -555,6 +556,11 @@ impl Worker {
     /// another kernel thread (migration), in which case this one must not touch it again.
     fn schedule_until_shutdown(&self) -> bool {
         let mut tick: u32 = 0;
+        // The monitor's last "slice used up" mark this loop has acted on: a new mark means
+        // a thread just held the worker for a whole slice, which is too long to leave the
+        // timers and the reactor to the next 64th switch (behind a thread that computes
+        // and calls `checkpoint`, each switch is a slice).
+        let mut preempt_seen = self.shared.watch.preempt_at.load(Relaxed);
         loop {
             if self.shared.inbox_hint.load(Relaxed) {
                 // Drain (which clears the hint) before looking at `shutdown`: a shutdown
@@ -565,7 +571,9 @@ impl Worker {
                 }
             }
             tick = tick.wrapping_add(1);
-            if tick % TIMER_CHECK_INTERVAL == 0 {
+            let preempt_at = self.shared.watch.preempt_at.load(Relaxed);
+            if tick % TIMER_CHECK_INTERVAL == 0 || preempt_at != preempt_seen {
+                preempt_seen = preempt_at;
                 if !self.timers().is_empty() {
                     self.fire_timers(Instant::now());
                 }

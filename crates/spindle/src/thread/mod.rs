@@ -46,8 +46,9 @@ impl Builder {
     }
 
     /// Spawns the thread. Fails with a message naming the cause if its stack or kernel
-    /// thread cannot be made, if the stack size is out of range, or if the runtime has
-    /// been dropped.
+    /// thread cannot be made, if the stack size is out of range, if the name contains a
+    /// NUL byte (std's builder panics there; here every model fails alike), or if the
+    /// runtime has been dropped.
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -85,6 +86,9 @@ impl Builder {
         F: FnOnce() -> T + Send + 'a,
         T: Send + 'a,
     {
+        if let Some(name) = &self.name {
+            check_name(name)?;
+        }
         match context::spawn_target() {
             SpawnTarget::Green(shared) => {
                 let size = self
@@ -100,6 +104,18 @@ impl Builder {
             }
         }
     }
+}
+
+/// A thread name must not contain a NUL byte: a kernel thread's name is handed to the
+/// kernel as a C string.
+fn check_name(name: &str) -> io::Result<()> {
+    if name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("thread name {name:?} contains a NUL byte"),
+        ));
+    }
+    Ok(())
 }
 
 /// Yields if the running green thread has used up its time slice (see
