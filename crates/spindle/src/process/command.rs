@@ -223,7 +223,7 @@ impl Command {
             // No PATH in the child's environment: execvp's default search path, as glibc's.
             _ => OsString::from("/bin:/usr/bin"),
         };
-        find_in_path(&self.program, &path)
+        find_in_path(&self.program, &path, self.cwd.as_deref())
             .map(PathBuf::into_os_string)
             .ok_or_else(|| {
                 io::Error::new(
@@ -238,8 +238,10 @@ impl Command {
 }
 
 /// The first executable file named `program` in the directories of `path`, as `execvp`
-/// searches (an empty entry is the working directory).
-fn find_in_path(program: &OsStr, path: &OsStr) -> Option<PathBuf> {
+/// searches in the child (an empty entry is the working directory). The child runs in
+/// `cwd` when it is set, so a relative entry is looked up from there, and the path
+/// returned stays relative, for the child to resolve after its `chdir` as std's does.
+fn find_in_path(program: &OsStr, path: &OsStr, cwd: Option<&Path>) -> Option<PathBuf> {
     std::env::split_paths(path).find_map(|dir| {
         let dir = if dir.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -247,9 +249,13 @@ fn find_in_path(program: &OsStr, path: &OsStr) -> Option<PathBuf> {
             dir
         };
         let candidate = dir.join(program);
-        rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK)
+        let from_here = match cwd {
+            Some(cwd) if candidate.is_relative() => cwd.join(&candidate),
+            _ => candidate.clone(),
+        };
+        rustix::fs::access(&from_here, rustix::fs::Access::EXEC_OK)
             .ok()
-            .filter(|()| candidate.is_file())
+            .filter(|()| from_here.is_file())
             .map(|()| candidate)
     })
 }

@@ -100,6 +100,13 @@ where
     let inner = ThreadInner::new(name.as_deref().map(Into::into), || {
         ThreadKind::Kernel(OnceLock::new())
     });
+    // Off the runtime's list as soon as the closure has returned or unwound, before the
+    // result is published: a joiner must not find the thread still listed.
+    let unlist_after = rt.clone().map(|rt| (rt, inner.clone()));
+    let f = move || {
+        let _listed = unlist_after.map(|(rt, t)| Listed(rt, t));
+        f()
+    };
     // Fields drop in order: if the kernel thread never starts, the entry (whose completer
     // writes the record's result slot) goes before `me`, the reference that keeps the
     // record alive for it.
@@ -124,13 +131,9 @@ where
             rustix::thread::gettid().as_raw_nonzero().get(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let record = me.inner.clone();
         context::set_kernel_self(me);
         match child_rt {
-            Some(rt) => {
-                let _listed = Listed(rt.clone(), record);
-                context::with_entered(rt, || entry.run())
-            }
+            Some(rt) => context::with_entered(rt, || entry.run()),
             None => entry.run(),
         }
     };
