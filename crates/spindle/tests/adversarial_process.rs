@@ -305,25 +305,9 @@ fn fork_child(body: impl FnOnce()) -> libc::pid_t {
     pid
 }
 
-/// Waits for child process `pid` (blocking the calling kernel thread) and describes its
-/// end.
-fn reap(pid: libc::pid_t) -> String {
-    let mut status = 0;
-    // SAFETY: a valid pointer to an int; `pid` is our child.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
-    if libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    } else if libc::WTERMSIG(status) == libc::SIGALRM {
-        format!("hung: killed by SIGALRM after {FORK_CHILD_LIMIT_SECS} s")
-    } else {
-        format!("was killed by signal {}", libc::WTERMSIG(status))
-    }
-}
-
 /// Reaps fork child `pid` and fails unless it exited with status 0.
 fn assert_fork_child_ok(pid: libc::pid_t, what: &str) {
-    let how = reap(pid);
+    let how = common::reap(pid);
     assert_eq!(how, "exited with status 0", "fork child ({what})");
 }
 
@@ -393,7 +377,7 @@ cross_model! {
             assert!(start.elapsed() < SETTLE, "cat did not become a zombie: {state:?}");
             spindle::sleep(Duration::from_millis(1));
         }
-        assert_eq!(reap(pid as i32), "exited with status 0");
+        assert_eq!(common::reap(pid as i32), "exited with status 0");
     }
 
     fn kill_wait_and_try_wait_after_reaping_agree_with_std(_model) {
@@ -750,7 +734,7 @@ fn a_runtime_dropped_under_process_and_pipe_waits() {
                 assert!(start.elapsed() < SETTLE, "{label}: cat never exited");
                 std::thread::sleep(Duration::from_millis(1));
             }
-            assert_eq!(reap(pid as i32), "exited with status 0", "{label}");
+            assert_eq!(common::reap(pid as i32), "exited with status 0", "{label}");
             silent.kill().unwrap();
             assert_eq!(
                 silent.wait().unwrap().signal(),
@@ -1102,7 +1086,7 @@ fn fork_mutex_release_scenario() {
         assert_eq!(*lock.lock().unwrap(), 10);
     });
     // The parent's copy of the guard went with the closure: the parent's waiter gets in.
-    let how = reap(child);
+    let how = common::reap(child);
     join_within(parent_waiter, SETTLE, "the parent's waiter");
     assert_eq!(
         how, "exited with status 0",
@@ -1137,7 +1121,7 @@ fn fork_channel_send_scenario() {
             "the message sent in the child is lost"
         );
     });
-    let how = reap(child);
+    let how = common::reap(child);
     tx.send(1).unwrap();
     assert_eq!(
         join_within(parent_receiver, SETTLE, "the parent's receiver"),
@@ -1219,7 +1203,7 @@ fn fork_dump_signal_scenario() {
         tx.send(1).unwrap();
         h.join().unwrap();
     });
-    let how = reap(child);
+    let how = common::reap(child);
     // What reached this process's stderr meanwhile: the child's messages (it inherited
     // the pipe), and a dump if this process answered the child's signal.
     let mut reader = parent_err.reader.take().unwrap();

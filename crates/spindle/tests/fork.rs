@@ -43,19 +43,6 @@ fn fork() -> libc::pid_t {
     pid
 }
 
-/// Waits for child `pid` (blocking the calling kernel thread) and describes how it ended.
-fn reap(pid: libc::pid_t) -> String {
-    let mut status = 0;
-    // SAFETY: a valid pointer to an int; `pid` is our child.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
-    if libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    } else {
-        format!("was killed by signal {}", libc::WTERMSIG(status))
-    }
-}
-
 /// 1,000 green threads on a runtime built here, joined and summed.
 fn thousand_threads_on_a_new_runtime(model: Model) -> u64 {
     let rt = Runtime::builder()
@@ -261,7 +248,7 @@ fn fork_from_a_green_thread() {
         released.store(true, SeqCst);
         let sum: usize = spinners.into_iter().map(|h| h.join().unwrap()).sum();
         for (what, pid) in [("failing", failing), ("new-runtime", new_runtime)] {
-            let how = spindle::unblock(move || reap(pid));
+            let how = spindle::unblock(move || common::reap(pid));
             println!("parent: {what} child {how}");
         }
         sum
@@ -365,7 +352,7 @@ fn fork_from_a_kernel_thread() {
         println!("child: a new runtime ran 1000 threads, sum {sum}");
         std::process::exit(0);
     }
-    println!("parent: child {}", reap(pid));
+    println!("parent: child {}", common::reap(pid));
     go_tx.send(()).unwrap();
     println!(
         "parent: the parked thread finished with {}",
@@ -395,7 +382,7 @@ fn fork_from_a_kernel_thread() {
         });
         std::process::exit(0);
     }
-    println!("parent: scope child {}", reap(left_scope.unwrap()));
+    println!("parent: scope child {}", common::reap(left_scope.unwrap()));
 
     // A job of the helper pool that forks: its child ends when the job does.
     let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
@@ -408,5 +395,5 @@ fn fork_from_a_kernel_thread() {
             pid
         })
     });
-    println!("parent: unblock's child {}", reap(pid));
+    println!("parent: unblock's child {}", common::reap(pid));
 }

@@ -364,13 +364,12 @@ impl Drop for GreenRuntime {
                 eprintln!("spindle: the monitor thread panicked");
             }
         }
-        let own = context::current_worker()
-            .filter(|w| w.belongs_to(&self.pool))
-            .map(|w| w.index());
+        let from_own_green_thread =
+            context::current_worker().is_some_and(|w| w.belongs_to(&self.pool));
         for (index, slot) in self.pool.drivers.iter().enumerate() {
             let t = slot.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
             let Some(t) = t else { continue };
-            if own.is_some() {
+            if from_own_green_thread {
                 // Dropped from a green thread of this runtime: its worker cancels the rest
                 // (this one included) once this thread next switches. Joining any worker
                 // here would wait for ourselves: ours directly, and every other one

@@ -288,3 +288,20 @@ pub fn wait_until(cond: impl Fn() -> bool) {
         spindle::yield_now();
     }
 }
+
+/// Waits for fork child `pid` (blocking the calling kernel thread) and describes how it
+/// ended: "exited with status N", or the signal that killed it (SIGALRM: the child's own
+/// alarm, which fork tests arm so that a hung child ends).
+pub fn reap(pid: libc::pid_t) -> String {
+    let mut status = 0;
+    // SAFETY: a valid pointer to an int; `pid` is our child.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+    if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WTERMSIG(status) == libc::SIGALRM {
+        "hung: killed by SIGALRM, its alarm".to_string()
+    } else {
+        format!("was killed by signal {}", libc::WTERMSIG(status))
+    }
+}
