@@ -23,14 +23,15 @@
 //! - many-to-many: unstarted threads escape a worker stuck in a raw blocking read, and so
 //!   do spawns from outside; `checkpoint()` spinners and sleepers.
 //!
-//! Tests that show a bug are `#[ignore]`d with the reason, and their docs say what they
-//! expect and why: a many-to-many runtime dropped from its own green thread deadlocks; a
-//! green thread parked mid-unwind makes `std::thread::panicking()` true for the other
-//! threads of its worker (which then poison spindle Mutexes); a kernel thread's `join`
-//! does not wait for its std thread-locals' destructors; a NUL byte in a one-to-one
-//! thread's name panics and leaves a phantom in `debug::threads()`; a sleeper behind a
-//! `checkpoint()`ing computation waits ~64 time slices; a busy many-to-many worker never
-//! takes a stuck worker's unstarted threads. Run them with `-- --ignored`.
+//! Bugs this review found and that are fixed keep their tests here: a many-to-many
+//! runtime dropped from its own green thread deadlocked; a NUL byte in a one-to-one
+//! thread's name panicked and left a phantom in `debug::threads()`; a sleeper behind a
+//! `checkpoint()`ing computation waited ~64 time slices; a busy many-to-many worker never
+//! took a stuck worker's unstarted threads. Tests of bugs still open are `#[ignore]`d with
+//! the reason, and their docs say what they expect and why: a green thread parked
+//! mid-unwind makes `std::thread::panicking()` true for the other threads of its worker
+//! (which then poison spindle Mutexes); a kernel thread's `join` does not wait for its std
+//! thread-locals' destructors. Run them with `-- --ignored`.
 //! Nothing here waits on time for another thread to reach a point: waits are on events
 //! (`wait_until_parked`, channels, flags), and every test is bounded (a `Watchdog`, or a
 //! `within` that fails instead of hanging).
@@ -1251,20 +1252,16 @@ fn a_sleeper_behind_a_checkpointing_computation_wakes_within_a_few_slices() {
 
 /// `runtime::Builder::stall_threshold`'s doc: when a worker is held longer than the
 /// threshold, "in many-to-many the other workers then take the stuck worker's unstarted
-/// threads at once" (the README says the same). They do when they are asleep (the
-/// monitor wakes one), but a worker that is busy never steals: it looks at other workers'
-/// queues only when it has nothing of its own (`Worker::idle`), and its fairness picks
-/// take only from the injector. So while the other worker runs a computation that
-/// calls `checkpoint()` (always runnable), the stuck worker's unstarted thread waits for
-/// the raw call to end.
+/// threads at once" (the README says the same). Asleep, they do (the monitor wakes one).
+/// A busy one used to look at other workers' queues only when it had nothing of its own
+/// (`Worker::idle`), so while it ran a computation that calls `checkpoint()` (always
+/// runnable), the stuck worker's unstarted thread waited for the raw call to end; now
+/// the monitor's `help_wanted` flag makes it steal at its next look at its timers.
 ///
 /// Here the root (on worker A) starts a computation that B takes (the root holds A until
 /// it runs), spawns a child onto A, and blocks A in a raw poll on a pipe for up to 3 s;
 /// the child writes the pipe.
 #[test]
-#[ignore = "BUG: a stuck worker's unstarted threads are not taken by a busy worker (one \
-            running a checkpoint()ing computation): stealing happens only in Worker::idle, \
-            and the monitor only wakes sleeping workers"]
 fn unstarted_threads_of_a_stuck_worker_are_taken_by_a_busy_worker() {
     let _dog = Watchdog::new("busy_worker_steals", Duration::from_secs(30));
     let rt = build(Model::ManyToMany { workers: 2 });

@@ -14,8 +14,11 @@
 //!   whether the kernel thread sleeps in a system call or runs (from
 //!   `/proc/self/task/TID/stat`). The worker completes the event with the thread's name
 //!   and the exact duration when the thread finally switches (the monitor never touches
-//!   a thread record: it could be freed under it). In many-to-many the monitor also wakes
-//!   a sleeping worker if the stuck one has stealable threads, so they are taken at once.
+//!   a thread record: it could be freed under it). In many-to-many, while the stuck
+//!   worker has never-run threads in its `fresh` queue, the monitor wakes a sleeping
+//!   worker and sets the pool's `help_wanted` flag at every tick: a sleeper woken steals
+//!   them, and a busy worker takes the flag at its next look at its timers (within 64
+//!   switches or a used-up slice) and steals them before it goes on.
 //!
 //! What a worker publishes, per resume, with relaxed stores to its own cache line: the
 //! switch count and the running thread's id. The monitor reads them with relaxed loads;
@@ -391,6 +394,12 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
                 st.stalled = s;
                 record_stall(&pool, i, s, st.since, held);
             }
+            if held >= cfg.stall_threshold && pool.steals && !pool.stealers[i].is_empty() {
+                // Every tick while the worker is stuck: the busy workers take the flag at
+                // their next look at their timers, a woken sleeper steals at once.
+                pool.help_wanted.store(true, Relaxed);
+                pool.wake_one();
+            }
             if pool.migrates && held >= cfg.stall_threshold && st.handed != s {
                 match hand_off::hand_off(&pool, i, s) {
                     HandOff::Taken => {
@@ -455,9 +464,6 @@ fn record_stall(pool: &PoolShared, worker: usize, switch: u64, started: Instant,
         events.push_back(event);
     }
     w.watch.stall_at.store(switch, Relaxed);
-    if pool.steals && pool.has_stealable() {
-        pool.wake_one();
-    }
 }
 
 /// Parks the monitor while every worker sleeps (see the module docs for the handshake),

@@ -63,6 +63,11 @@ pub(crate) struct PoolShared {
     injector_closed: Mutex<bool>,
     /// The workers asleep, for waking one when stealable work appears.
     pub(crate) idle: IdleSet,
+    /// Set by the monitor when a worker is stuck with never-run threads in its `fresh`
+    /// queue; a busy worker takes it (clearing it) at its next look at its timers, and
+    /// steals (`Worker::help_stuck_workers`). Sleeping workers need no flag: the monitor
+    /// wakes one, and a woken worker steals.
+    pub(crate) help_wanted: AtomicBool,
     pub(crate) steals: bool,
     /// The opt-in of `Builder::migrate_started_threads`.
     pub(crate) migrates: bool,
@@ -275,6 +280,7 @@ impl GreenRuntime {
             injector: Injector::new(),
             injector_closed: Mutex::new(false),
             idle: IdleSet::new(),
+            help_wanted: AtomicBool::new(false),
             steals: config.steals,
             migrates: config.migrates,
             cpu_accounting: config.cpu_accounting,

@@ -580,6 +580,11 @@ impl Worker {
                 if self.shared.reactor.has_pending() {
                     self.shared.reactor.poll(Some(Duration::ZERO));
                 }
+                if let Some(fresh) = &self.fresh {
+                    if self.pool.help_wanted.load(Relaxed) {
+                        self.help_stuck_workers(fresh);
+                    }
+                }
             }
             let next = match &self.fresh {
                 None => self.next_local(tick),
@@ -657,6 +662,22 @@ impl Worker {
             .map(|k| start.wrapping_add(k) % n)
             .filter(|&v| v != self.index)
             .find_map(|v| retry(|| self.pool.stealers[v].steal_batch_and_pop(fresh)))
+    }
+
+    /// The monitor saw a worker stuck with never-run threads (`PoolShared::help_wanted`):
+    /// takes a batch from every other worker's `fresh` queue (the stuck one's among them;
+    /// taking from a busy one too is ordinary work stealing) into our own, where
+    /// `next_stealing` finds them after the threads woken here.
+    #[cold]
+    fn help_stuck_workers(&self, fresh: &crossbeam_deque::Worker<Arc<ThreadInner>>) {
+        if !self.pool.help_wanted.swap(false, Relaxed) {
+            return;
+        }
+        for (v, stealer) in self.pool.stealers.iter().enumerate() {
+            if v != self.index {
+                retry(|| stealer.steal_batch(fresh));
+            }
+        }
     }
 
     fn drain_inbox(&self) {
