@@ -27,11 +27,11 @@
 //! runtime dropped from its own green thread deadlocked; a NUL byte in a one-to-one
 //! thread's name panicked and left a phantom in `debug::threads()`; a sleeper behind a
 //! `checkpoint()`ing computation waited ~64 time slices; a busy many-to-many worker never
-//! took a stuck worker's unstarted threads. Tests of bugs still open are `#[ignore]`d with
-//! the reason, and their docs say what they expect and why: a green thread parked
-//! mid-unwind makes `std::thread::panicking()` true for the other threads of its worker
-//! (which then poison spindle Mutexes); a kernel thread's `join` does not wait for its std
-//! thread-locals' destructors. Run them with `-- --ignored`.
+//! took a stuck worker's unstarted threads; a kernel thread's `join` did not wait for its
+//! std thread-locals' destructors. The test of the bug still open is `#[ignore]`d with
+//! the reason, and its doc says what it expects and why: a green thread parked mid-unwind
+//! makes `std::thread::panicking()` true for the other threads of its worker (which then
+//! poison spindle Mutexes). Run it with `-- --ignored`.
 //! Nothing here waits on time for another thread to reach a point: waits are on events
 //! (`wait_until_parked`, channels, flags), and every test is bounded (a `Watchdog`, or a
 //! `within` that fails instead of hanging).
@@ -677,16 +677,15 @@ fn a_std_thread_local_destructor_may_spawn_and_join() {
 /// std's `JoinHandle::join` returns once the thread has exited, so the destructors of its
 /// std thread-locals have run: a thread-local that flushes a buffer on exit is flushed
 /// when `join` returns. spindle's kernel threads (one-to-one, and `spindle::spawn`
-/// outside any runtime) are documented to behave "as in `std::thread`", but their `join`
-/// returns when the closure's result is published, before the kernel thread's
-/// thread-local destructors have run.
+/// outside any runtime) are documented to behave "as in `std::thread`"; their `join` used
+/// to return when the closure's result was published, before the kernel thread's
+/// thread-local destructors had run (it is now published from a thread-local destructor
+/// registered first, `sched/one_to_one.rs`).
 ///
 /// The destructor below waits (up to 300 ms) for a message the joiner sends only after
 /// its `join` has returned: with std's semantics `join` cannot return before the
 /// destructor is done, so the flag is set when it is read.
 #[test]
-#[ignore = "BUG: a kernel thread's join returns before its std thread-local destructors \
-            have run (std's join waits for them): one_to_one.rs drops the std handle"]
 fn join_of_a_kernel_thread_waits_for_its_std_thread_local_destructors() {
     struct Flush {
         done: Arc<AtomicBool>,

@@ -5,7 +5,19 @@
 //! records and `JoinHandle`s as green threads, so joins, parks and unparks work across
 //! models, and a runtime context (`context::with_entered`) so that a thread spawned from
 //! a one-to-one thread is again a kernel thread of the same runtime.
+//!
+//! **When a kernel thread is finished.** std's `join` returns once the thread has exited,
+//! after the destructors of its std thread-locals (a thread-local that flushes a buffer
+//! has flushed). spindle joins through the record, not the std handle (so that a green
+//! thread can join a kernel thread without blocking its worker), so the record's result
+//! is published from a thread-local destructor of its own ([`ExitNotice`]), registered
+//! as the thread starts, before the closure can register any. std registers destructors
+//! with the C library (`__cxa_thread_atexit_impl`), which runs them last-registered first:
+//! the notice runs after every thread-local the closure used, and the joiner wakes then.
+//! A thread-local first used by another one's destructor is registered then and runs
+//! next, so it too comes before the notice.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -71,6 +83,22 @@ impl Drop for Listed {
     }
 }
 
+/// What a kernel thread still has to do when its thread-locals are destroyed: publish
+/// its result (module docs). Set once the closure is over; the destructor runs it.
+struct ExitNotice(Cell<Option<Box<dyn FnOnce()>>>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        if let Some(publish) = self.0.take() {
+            publish();
+        }
+    }
+}
+
+thread_local! {
+    static EXIT_NOTICE: ExitNotice = const { ExitNotice(Cell::new(None)) };
+}
+
 /// Spawns a kernel thread running `f`.
 ///
 /// # Safety
@@ -123,6 +151,9 @@ where
     };
     let child_rt = rt.clone();
     let main = move || {
+        // First, so that its destructor is registered before any other of this thread's
+        // thread-locals, and runs after them (module docs).
+        EXIT_NOTICE.with(|_| {});
         let KernelMain { entry, me } = kernel_main;
         if let ThreadKind::Kernel(slot) = &me.inner.kind {
             let _ = slot.set(std::thread::current());
@@ -131,10 +162,24 @@ where
             rustix::thread::gettid().as_raw_nonzero().get(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        // The record must outlive the publication (the completer's contract), and
+        // `set_kernel_self`'s reference goes with its own thread-local, maybe first.
+        let record = me.clone();
         context::set_kernel_self(me);
-        match child_rt {
-            Some(rt) => context::with_entered(rt, || entry.run()),
-            None => entry.run(),
+        let publication = match child_rt {
+            Some(rt) => context::with_entered(rt, || entry.run_until_publication()),
+            None => entry.run_until_publication(),
+        };
+        if let Some(publication) = publication {
+            let publish: Box<dyn FnOnce() + 'a> = Box::new(move || {
+                publication.publish();
+                drop(record);
+            });
+            // SAFETY: only the lifetime changes, as for `main` below: a scoped thread's
+            // scope waits for `publish` (which tells it the thread is done), so whatever
+            // the result borrows outlives the call.
+            let publish: Box<dyn FnOnce()> = unsafe { std::mem::transmute(publish) };
+            EXIT_NOTICE.with(|notice| notice.0.set(Some(publish)));
         }
     };
     let main: Box<dyn FnOnce() + Send + 'a> = Box::new(main);

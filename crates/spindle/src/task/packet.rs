@@ -354,19 +354,21 @@ impl<T> Completer<T> {
             scope.thread_finished(panicked);
         }
     }
-    /// Runs `f`, catching a panic, drops the thread's local values, and completes the
-    /// record's result slot with the outcome.
-    pub(crate) fn run(self, f: impl FnOnce() -> T) {
+    /// Runs `f`, catching a panic, and drops the thread's local values: all but the
+    /// completion of the record's result slot, which the caller makes with
+    /// [`Publication::publish`] (at once, or for a kernel thread once its std
+    /// thread-locals are gone).
+    pub(crate) fn run_until_publication(self, f: impl FnOnce() -> T) -> Publication<T> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        self.after_closure(result);
+        self.after_closure(result)
     }
 
-    /// The part of [`Completer::run`] after the closure, never inlined into it: it reads
+    /// The part of [`Completer::run_until_publication`] after the closure, never inlined into it: it reads
     /// thread-locals, and a green thread may have moved to another kernel thread during
     /// the closure (migration), so their addresses must be computed here, not reused from
     /// before the closure (`sched/README.md`, "Migration").
     #[inline(never)]
-    fn after_closure(mut self, result: std::thread::Result<T>) {
+    fn after_closure(self, result: std::thread::Result<T>) -> Publication<T> {
         // The thread's `spindle::local!` values go now: on the thread itself, after its
         // closure, and before the result is published, so a joiner sees every destructor's
         // effects (task/local.rs). A destructor that panicked makes the outcome that panic,
@@ -392,7 +394,32 @@ impl<T> Completer<T> {
             }
             (other, _) => other,
         };
-        self.finish(result);
+        Publication {
+            completer: self,
+            result,
+        }
+    }
+}
+
+/// A thread's outcome, ready for its record's result slot: what is left of a
+/// [`Completer`] after the thread's closure and local values are done. Dropped without
+/// [`Publication::publish`], the completer reports the thread as cancelled.
+pub(crate) struct Publication<T> {
+    completer: Completer<T>,
+    result: std::thread::Result<T>,
+}
+
+impl<T> Publication<T> {
+    /// Completes the record's result slot (waking the joiner) and, for a scoped thread,
+    /// tells the scope. Never inlined, for the reason `Completer::after_closure` gives:
+    /// waking a joiner reads thread-locals.
+    #[inline(never)]
+    pub(crate) fn publish(self) {
+        let Publication {
+            mut completer,
+            result,
+        } = self;
+        completer.finish(result);
     }
 }
 
@@ -430,9 +457,18 @@ impl<F: FnOnce() -> T, T> ThreadMain<F, T> {
     }
 
     /// Runs the closure and publishes its outcome.
-    pub(crate) fn run(mut self) {
-        if let (Some(f), Some(c)) = (self.f.take(), self.completer.take()) {
-            c.run(f);
+    pub(crate) fn run(self) {
+        if let Some(p) = self.run_until_publication() {
+            p.publish();
+        }
+    }
+
+    /// Runs the closure, and returns its outcome for the caller to publish (`None` if
+    /// the entry has run already).
+    pub(crate) fn run_until_publication(mut self) -> Option<Publication<T>> {
+        match (self.f.take(), self.completer.take()) {
+            (Some(f), Some(c)) => Some(c.run_until_publication(f)),
+            _ => None,
         }
     }
 }

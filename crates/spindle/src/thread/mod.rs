@@ -185,7 +185,9 @@ impl<T> JoinHandle<T> {
 
     /// Waits for the thread to finish and returns its result: `Err` with the panic payload
     /// if it panicked, or with a [`Cancelled`] payload if its runtime was dropped first.
-    /// From a green thread this parks only the green thread.
+    /// From a green thread this parks only the green thread. As with std, a kernel thread
+    /// (one-to-one, or spawned outside a runtime) has finished when the destructors of its
+    /// std thread-locals have run too.
     pub fn join(self) -> std::thread::Result<T> {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, so the `Thread` is moved out once.
