@@ -228,10 +228,15 @@ pub(crate) fn park_until(reason: WaitReason, deadline: Instant) {
     match context::current_green() {
         Some(task) => park_green(task, reason, Some(deadline)),
         None => {
-            let now = Instant::now();
-            if deadline > now {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if timeout.is_zero() {
+                // Still through std: a deadline already past consumes a waiting token
+                // without blocking, as std's `park_timeout(Duration::ZERO)` does (and a
+                // green thread's park).
+                std::thread::park_timeout(Duration::ZERO);
+            } else {
                 context::show_kernel_wait(reason);
-                std::thread::park_timeout(deadline - now);
+                std::thread::park_timeout(timeout);
                 context::show_kernel_wait(WaitReason::None);
             }
         }
