@@ -122,6 +122,45 @@ fn waits_that_something_will_end_are_not_reported() {
     }
 }
 
+/// A park with a long timeout that an unpark ended early leaves its timer in the worker's
+/// heap, where it would fire as a no-op. It must not count as a timer that will end the
+/// sleep: the threads asleep for good afterwards are reported at once (that stale timer
+/// used to keep the report away until its deadline, an hour here).
+#[test]
+fn a_park_timeout_ended_early_does_not_hide_threads_asleep_for_good() {
+    for model in [Model::ManyToOne, Model::ManyToMany { workers: 2 }] {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // On a thread of its own, so that a runtime that never reports fails the test
+        // instead of hanging it.
+        std::thread::spawn(move || {
+            let rt = panicking_runtime(model);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(|| {
+                    let (tx, rx) = spindle::channel::unbounded::<u32>();
+                    let child = spindle::spawn(move || {
+                        spindle::park_timeout(Duration::from_secs(3600));
+                        waits_for_a_message_nobody_sends(rx)
+                    });
+                    common::wait_until_parked(child.thread().id(), spindle::WaitReason::Park);
+                    child.thread().unpark();
+                    let v = child.join();
+                    drop(tx);
+                    v
+                })
+            }));
+            let _ = done_tx.send(result.map(|_| ()));
+        });
+        let result = done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{model}: the threads asleep for good were not reported"));
+        let message = all_asleep_panic(result, &model);
+        assert!(
+            message.contains("waits_for_a_message_nobody_sends"),
+            "{model}: {message}"
+        );
+    }
+}
+
 /// A thread that migration left in a raw blocking call on its old kernel thread is not
 /// asleep, though its worker sleeps on the new one.
 #[test]

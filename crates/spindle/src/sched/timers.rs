@@ -3,7 +3,8 @@
 //! A binary heap ordered by deadline (ties broken by arming order, so equal deadlines fire
 //! in the order they were set). Only the owning worker touches it, so it needs no lock.
 //! A timer for a park may outlive that park (the thread was unparked first); such a timer
-//! is recognised as stale by the park sequence number and fires as a no-op.
+//! is recognised as stale by the park sequence number and fires as a no-op, or is dropped
+//! earlier: by a compaction, or from the front of the heap before the worker sleeps.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -94,6 +95,17 @@ impl Timers {
         self.compact_at = (2 * self.heap.len()).max(MIN_COMPACT);
     }
 
+    /// Drops timers from the front while `is_stale` says they would fire as no-ops, so that
+    /// [`Timers::next_deadline`] names a timer that will do something: a worker about to
+    /// sleep neither wakes for a park that already ended nor counts it as an armed timer
+    /// (which would keep the all-asleep report away until its deadline), and the records
+    /// those timers hold are let go.
+    pub(crate) fn drop_stale_front(&mut self, mut is_stale: impl FnMut(&Timer) -> bool) {
+        while self.heap.peek().is_some_and(|t| is_stale(&t.0)) {
+            self.heap.pop();
+        }
+    }
+
     /// The earliest deadline, if any timer is armed.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|t| t.0.deadline)
@@ -167,6 +179,30 @@ mod tests {
             Arc::strong_count(&task),
             2,
             "stale timers released their counts"
+        );
+    }
+
+    #[test]
+    fn stale_timers_in_front_are_dropped_up_to_the_first_live_one() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        let task = record();
+        for seq in 0..4u64 {
+            let deadline = now + Duration::from_secs(seq);
+            t.arm(deadline, task.clone(), TimerAction::ExpirePark { seq });
+        }
+        // Parks 0 and 1 ended early, 2 is live; 3, behind it, stays whatever it is.
+        let is_stale =
+            |timer: &Timer| matches!(timer.action, TimerAction::ExpirePark { seq } if seq != 2);
+        t.drop_stale_front(is_stale);
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(2)));
+        assert_eq!(t.heap.len(), 2);
+        t.drop_stale_front(|_| true);
+        assert!(t.is_empty());
+        assert_eq!(
+            Arc::strong_count(&task),
+            1,
+            "dropped timers released their counts"
         );
     }
 }

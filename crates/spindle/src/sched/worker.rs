@@ -26,7 +26,7 @@ use crate::sched::cpu_sampler::CpuSampler;
 use crate::sched::hand_off::{self, DriverWord, Filing};
 use crate::sched::monitor::WorkerWatch;
 use crate::sched::pool::{retry, PoolShared};
-use crate::sched::timers::{TimerAction, Timers};
+use crate::sched::timers::{Timer, TimerAction, Timers};
 use crate::stack::{self, StackPool};
 use crate::task::green::{Body, GreenCoroutine, GreenYielder, Resume, Suspend};
 use crate::task::packet::set_cancel_reason;
@@ -723,6 +723,8 @@ impl Worker {
                 return;
             }
         }
+        self.timers()
+            .drop_stale_front(|timer| self.timer_is_stale(timer));
         let deadline = self.timers().next_deadline();
         self.shared
             .watch
@@ -772,15 +774,22 @@ impl Worker {
     /// Drops park timers whose park has already ended (see `Timers`).
     #[cold]
     fn compact_timers(&self) {
-        self.timers().compact(|timer| match timer.action {
+        self.timers().compact(|timer| self.timer_is_stale(timer));
+    }
+
+    /// Whether `timer` would fire as a no-op: a park timer whose park has ended.
+    fn timer_is_stale(&self, timer: &Timer) -> bool {
+        match timer.action {
             TimerAction::WakeSleeper => false,
             TimerAction::ExpirePark { seq } => {
                 let g = timer.task.green();
-                // SAFETY: the thread is switched out and we are its worker; one field read.
+                // SAFETY: the thread is switched out (its timers are looked at only by its
+                // worker's scheduler, which is running) and we are its worker; one field
+                // read.
                 let current = unsafe { (*g.local_ptr()).park_seq };
                 current != seq || !g.state.is_parked()
             }
-        });
+        }
     }
 
     /// Runs `task` until it suspends or returns, and files it accordingly. Returns false if
