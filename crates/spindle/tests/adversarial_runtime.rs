@@ -730,6 +730,149 @@ fn join_of_a_kernel_thread_waits_for_its_std_thread_local_destructors() {
     );
 }
 
+/// The other side of the join above: std's scope counts a thread as done when its closure
+/// has ended, before its thread-locals' destructors, so a destructor may wait for what the
+/// scope's owner does after the scope. A spindle scope of kernel threads must not wait for
+/// those destructors either (it did, for a while, and deadlocked where std does not).
+#[test]
+fn a_scope_does_not_wait_for_the_std_thread_local_destructors_of_its_threads() {
+    struct WaitsForOwner {
+        release: mpsc::Receiver<()>,
+        report: mpsc::Sender<bool>,
+    }
+    impl Drop for WaitsForOwner {
+        fn drop(&mut self) {
+            let got = self.release.recv_timeout(Duration::from_secs(10)).is_ok();
+            let _ = self.report.send(got);
+        }
+    }
+    thread_local! {
+        static WAITER: std::cell::RefCell<Option<WaitsForOwner>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    /// Whether the destructor got the owner's release, sent after the scope returned.
+    fn scope_then_release(std_scope: bool) -> bool {
+        let (release_tx, release) = mpsc::channel();
+        let (report, report_rx) = mpsc::channel();
+        let body =
+            move || WAITER.with(|w| *w.borrow_mut() = Some(WaitsForOwner { release, report }));
+        if std_scope {
+            std::thread::scope(|s| {
+                s.spawn(body);
+            });
+        } else {
+            spindle::scope(|s| {
+                s.spawn(body);
+            });
+        }
+        let _ = release_tx.send(());
+        report_rx.recv().unwrap()
+    }
+    assert!(scope_then_release(true), "the control: std");
+    let outside = scope_then_release(false);
+    let one_to_one = build(Model::OneToOne).block_on(|| scope_then_release(false));
+    assert!(
+        outside && one_to_one,
+        "the scope waited for a scoped thread's thread-local destructor: outside a \
+         runtime: {}, one-to-one: {}",
+        !outside,
+        !one_to_one
+    );
+}
+
+/// A detached thread's result is dropped on the thread as its closure ends, while its
+/// thread-locals live (std drops it there too): a result whose destructor uses one of the
+/// thread's thread-locals finds it.
+#[test]
+fn a_detached_kernel_threads_result_is_dropped_while_its_thread_locals_live() {
+    thread_local! {
+        static TRACE: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    struct Res(mpsc::Sender<bool>);
+    impl Drop for Res {
+        fn drop(&mut self) {
+            let alive = TRACE.try_with(|t| t.borrow_mut().push(1)).is_ok();
+            let _ = self.0.send(alive);
+        }
+    }
+    fn sees_its_thread_locals(std_thread: bool) -> bool {
+        let (go_tx, go) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel();
+        let body = move || {
+            TRACE.with(|t| t.borrow_mut().push(0));
+            go.recv().unwrap();
+            Res(tx)
+        };
+        if std_thread {
+            drop(std::thread::spawn(body));
+        } else {
+            drop(spindle::spawn(body));
+        }
+        go_tx.send(()).unwrap();
+        rx.recv_timeout(Duration::from_secs(20)).unwrap()
+    }
+    assert!(sees_its_thread_locals(true), "the control: std");
+    let outside = sees_its_thread_locals(false);
+    let one_to_one = build(Model::OneToOne).block_on(|| sees_its_thread_locals(false));
+    assert!(
+        outside && one_to_one,
+        "the result was dropped after the thread's thread-locals: outside a runtime: {}, \
+         one-to-one: {}",
+        !outside,
+        !one_to_one
+    );
+}
+
+/// A handle dropped after a kernel thread's closure ended but before the thread exited
+/// (its result stored, the joiner not told yet) drops the result on the handle's own
+/// thread, as std's does; the exiting thread then leaves it alone.
+#[test]
+fn a_handle_dropped_between_a_kernel_threads_closure_and_its_exit_drops_the_result() {
+    /// Held by the thread's thread-local: says that the thread is tearing its
+    /// thread-locals down (its closure's result is stored by then), then waits.
+    struct Hold(mpsc::Sender<()>, mpsc::Receiver<()>);
+    impl Drop for Hold {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+            let _ = self.1.recv_timeout(Duration::from_secs(20));
+        }
+    }
+    thread_local! {
+        static HOLD: std::cell::RefCell<Option<Hold>> = const { std::cell::RefCell::new(None) };
+    }
+    struct Res(mpsc::Sender<std::thread::ThreadId>);
+    impl Drop for Res {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().id());
+        }
+    }
+    for model in [None, Some(Model::OneToOne)] {
+        let run = || {
+            let (release_tx, release) = mpsc::channel();
+            let (tx, rx) = mpsc::channel();
+            let (tearing_down_tx, tearing_down) = mpsc::channel();
+            let h = spindle::spawn(move || {
+                HOLD.with(|h| *h.borrow_mut() = Some(Hold(tearing_down_tx, release)));
+                Res(tx)
+            });
+            tearing_down.recv().unwrap();
+            assert!(
+                !h.is_finished(),
+                "joinable only once the thread-locals are gone"
+            );
+            drop(h);
+            let dropped_on = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+            release_tx.send(()).unwrap();
+            (dropped_on, std::thread::current().id())
+        };
+        let (dropped_on, handle_thread) = match model {
+            None => run(),
+            Some(m) => build(m).block_on(run),
+        };
+        assert_eq!(dropped_on, handle_thread, "{model:?}");
+    }
+}
+
 /// A name with a NUL byte fails `Builder::spawn` with `InvalidInput` naming the cause, in
 /// every model alike, and nothing is left listed. (It used to be accepted by the green
 /// models, while in one-to-one std's builder panicked and the runtime kept listing the

@@ -8,14 +8,18 @@
 //!
 //! **When a kernel thread is finished.** std's `join` returns once the thread has exited,
 //! after the destructors of its std thread-locals (a thread-local that flushes a buffer
-//! has flushed). spindle joins through the record, not the std handle (so that a green
-//! thread can join a kernel thread without blocking its worker), so the record's result
-//! is published from a thread-local destructor of its own ([`ExitNotice`]), registered
-//! as the thread starts, before the closure can register any. std registers destructors
-//! with the C library (`__cxa_thread_atexit_impl`), which runs them last-registered first:
-//! the notice runs after every thread-local the closure used, and the joiner wakes then.
-//! A thread-local first used by another one's destructor is registered then and runs
-//! next, so it too comes before the notice.
+//! has flushed); its scope, and the drop of a detached thread's result, do not wait for
+//! those. spindle joins through the record, not the std handle (so that a green thread
+//! can join a kernel thread without blocking its worker), so the record's result slot is
+//! completed in two steps (`task/packet.rs`): as the closure ends, the result is stored
+//! (or dropped if the handle is gone) and the scope told; the joiner is told by a
+//! thread-local destructor of its own ([`ExitNotice`]), registered as the thread starts,
+//! before the closure can register any. std registers destructors with the C library
+//! (`__cxa_thread_atexit_impl`), which runs them last-registered first: the notice runs
+//! after every thread-local the closure used. A thread-local first used by another one's
+//! destructor is registered then and runs next, so it too comes before the notice.
+//! (Destructors of `pthread_key_create` keys, which C libraries use, run after all these
+//! and are not waited for.)
 
 use std::cell::Cell;
 use std::io;
@@ -83,14 +87,15 @@ impl Drop for Listed {
     }
 }
 
-/// What a kernel thread still has to do when its thread-locals are destroyed: publish
-/// its result (module docs). Set once the closure is over; the destructor runs it.
-struct ExitNotice(Cell<Option<Box<dyn FnOnce()>>>);
+/// What a kernel thread still has to do when its thread-locals are destroyed: tell its
+/// joiner that the stored result is there (module docs). Holds the thread's record, from
+/// the end of its closure on.
+struct ExitNotice(Cell<Option<Thread>>);
 
 impl Drop for ExitNotice {
     fn drop(&mut self) {
-        if let Some(publish) = self.0.take() {
-            publish();
+        if let Some(me) = self.0.take() {
+            me.inner.result.publish_stored();
         }
     }
 }
@@ -162,8 +167,8 @@ where
             rustix::thread::gettid().as_raw_nonzero().get(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        // The record must outlive the publication (the completer's contract), and
-        // `set_kernel_self`'s reference goes with its own thread-local, maybe first.
+        // The notice's own reference to the record: `set_kernel_self`'s goes with its
+        // thread-local, maybe before the notice runs.
         let record = me.clone();
         context::set_kernel_self(me);
         let publication = match child_rt {
@@ -171,15 +176,8 @@ where
             None => entry.run_until_publication(),
         };
         if let Some(publication) = publication {
-            let publish: Box<dyn FnOnce() + 'a> = Box::new(move || {
-                publication.publish();
-                drop(record);
-            });
-            // SAFETY: only the lifetime changes, as for `main` below: a scoped thread's
-            // scope waits for `publish` (which tells it the thread is done), so whatever
-            // the result borrows outlives the call.
-            let publish: Box<dyn FnOnce()> = unsafe { std::mem::transmute(publish) };
-            EXIT_NOTICE.with(|notice| notice.0.set(Some(publish)));
+            publication.store_until_exit();
+            EXIT_NOTICE.with(|notice| notice.0.set(Some(record)));
         }
     };
     let main: Box<dyn FnOnce() + Send + 'a> = Box::new(main);

@@ -32,6 +32,18 @@
 //! A thread that never runs (cancelled while queued, or whose stack could not be made)
 //! completes its slot from the `Completer`'s destructor with a [`Cancelled`] error, so a
 //! joiner never waits forever.
+//!
+//! **Kernel threads complete in two steps** (`sched/one_to_one.rs`): std's `join` returns
+//! once the thread has exited, after its std thread-locals' destructors, while its scope
+//! and a detached result do not wait for those (the result is dropped, and the scope told,
+//! as the closure ends). So at the end of the closure the thread writes the result and
+//! moves `RUNNING -> STORED` or `WAITING -> STORED_WAITING` (release; if it finds
+//! `DETACHED` it drops the result at once and stores `DONE`), and tells its scope; when its
+//! thread-locals are gone it swaps in `DONE` and unparks a joiner it finds
+//! (`STORED_WAITING`). A joiner that finds `STORED` registers as from `RUNNING`
+//! (`STORED -> STORED_WAITING`); a handle dropped in `STORED` takes the result (acquire),
+//! stores `DONE` and drops it on its own thread, as std's handle would; the exiting thread
+//! then finds `DONE` and does nothing.
 
 use std::any::Any;
 use std::cell::{RefCell, UnsafeCell};
@@ -39,7 +51,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::atomic::AtomicU8;
-use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::sync::Arc;
 
 use crate::park::{self, WaitReason};
@@ -52,6 +64,10 @@ const RUNNING: u8 = 0;
 const WAITING: u8 = 1;
 const DONE: u8 = 2;
 const DETACHED: u8 = 3;
+/// A kernel thread's result written, its joiner not told yet (module docs).
+const STORED: u8 = 4;
+/// As `STORED`, with a joiner waiting.
+const STORED_WAITING: u8 = 5;
 
 /// The error payload a `join` returns when the thread was cancelled instead of finishing:
 /// its runtime was dropped first, or it could not be started.
@@ -230,6 +246,52 @@ impl ResultSlot {
         }
     }
 
+    /// A kernel thread's first step (module docs): writes `result` for the joiner to take
+    /// once [`ResultSlot::publish_stored`] has run, or drops it now if the handle is gone.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ResultSlot::complete`], which is not called then.
+    unsafe fn store_for_exit<T>(&self, result: std::thread::Result<T>) {
+        // SAFETY: per the contract.
+        unsafe { self.put(result) };
+        let mut current = self.state.load(Acquire);
+        loop {
+            let next = match current {
+                RUNNING => STORED,
+                WAITING => STORED_WAITING,
+                DETACHED => {
+                    // Nobody will join: drop the result now, on this thread, while its
+                    // thread-locals live.
+                    // SAFETY: we just wrote it; the handle is gone and will not read it.
+                    drop(unsafe { self.take::<T>() });
+                    self.state.store(DONE, Release);
+                    return;
+                }
+                other => unreachable!("result slot in state {other} before its thread ended"),
+            };
+            // Release publishes the result to a handle that takes it from `STORED`.
+            match self.state.compare_exchange(current, next, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// A kernel thread's second step, as it exits: the stored result becomes `DONE`, and a
+    /// waiting joiner is woken. Touches no `T`.
+    pub(crate) fn publish_stored(&self) {
+        if self.state.swap(DONE, AcqRel) == STORED_WAITING {
+            // SAFETY: as in `complete`: the joiner wrote `joiner` before its release CAS
+            // to STORED_WAITING, which our acquiring swap observed.
+            let joiner = unsafe { (*self.joiner.get()).take() };
+            if let Some(j) = joiner {
+                j.unpark();
+            }
+        }
+        // STORED: nobody waits. DONE: the handle was dropped and took the result.
+    }
+
     /// Waits for the result and takes it. Called once, by the `JoinHandle`.
     ///
     /// # Safety
@@ -243,22 +305,31 @@ impl ResultSlot {
             // join). A thread that takes longer costs the joiner one yield more.
             crate::thread::yield_now();
         }
-        if self.state.load(Acquire) != DONE {
+        let mut current = self.state.load(Acquire);
+        if current != DONE {
             // SAFETY: before the CAS below only the joiner touches `joiner`.
             unsafe { *self.joiner.get() = Some(context::current_thread()) };
-            match self
-                .state
-                .compare_exchange(RUNNING, WAITING, AcqRel, Acquire)
-            {
-                Ok(_) => {
-                    while self.state.load(Acquire) != DONE {
-                        park::park(WaitReason::Join);
+            loop {
+                let next = match current {
+                    RUNNING => WAITING,
+                    STORED => STORED_WAITING,
+                    DONE => {
+                        // Finished meanwhile: the thread never looks at `joiner` then.
+                        // SAFETY: DONE was published without reading `joiner`.
+                        unsafe { *self.joiner.get() = None };
+                        break;
                     }
-                }
-                Err(_) => {
-                    // Finished meanwhile: the thread never looks at `joiner` then.
-                    // SAFETY: DONE was published without reading `joiner`.
-                    unsafe { *self.joiner.get() = None };
+                    other => unreachable!("result slot in state {other} at a join"),
+                };
+                match self.state.compare_exchange(current, next, AcqRel, Acquire) {
+                    Ok(_) => {
+                        while self.state.load(Acquire) != DONE {
+                            park::park(WaitReason::Join);
+                        }
+                        break;
+                    }
+                    // RUNNING -> STORED (a kernel thread's first step), or DONE.
+                    Err(now) => current = now,
                 }
             }
         }
@@ -274,14 +345,35 @@ impl ResultSlot {
     ///
     /// Called once, by the `JoinHandle`'s drop, with the spawn's `T`, instead of `wait`.
     pub(crate) unsafe fn detach<T>(&self) {
-        if self
-            .state
-            .compare_exchange(RUNNING, DETACHED, AcqRel, Acquire)
-            .is_err()
-        {
-            // DONE (the only other state a handle can find): drop the result here.
-            // SAFETY: DONE observed with acquire; the thread no longer touches the slot.
-            drop(unsafe { self.take::<T>() });
+        let mut current = self.state.load(Acquire);
+        loop {
+            match current {
+                RUNNING => match self
+                    .state
+                    .compare_exchange(RUNNING, DETACHED, AcqRel, Acquire)
+                {
+                    Ok(_) => return,
+                    Err(now) => current = now,
+                },
+                STORED => match self.state.compare_exchange(STORED, DONE, AcqRel, Acquire) {
+                    Ok(_) => {
+                        // The thread's closure is over and its result written (our acquire
+                        // saw it); the thread's last step finds DONE and leaves the value.
+                        // SAFETY: as below.
+                        drop(unsafe { self.take::<T>() });
+                        return;
+                    }
+                    Err(now) => current = now,
+                },
+                DONE => {
+                    // Drop the result here.
+                    // SAFETY: DONE observed with acquire; the thread no longer touches the
+                    // value.
+                    drop(unsafe { self.take::<T>() });
+                    return;
+                }
+                other => unreachable!("result slot in state {other} at a detach"),
+            }
         }
     }
 }
@@ -342,13 +434,25 @@ impl<T> Completer<T> {
     }
 
     fn finish(&mut self, result: std::thread::Result<T>) {
+        self.finish_as(result, false);
+    }
+
+    /// Completes the slot (in one step, or in the first of a kernel thread's two: module
+    /// docs), then tells the scope.
+    fn finish_as(&mut self, result: std::thread::Result<T>, until_exit: bool) {
         // A cancellation is not a panic of the thread's own.
         let panicked = result.as_ref().is_err_and(|e| !e.is::<Cancelled>());
         if !self.done {
             self.done = true;
             // SAFETY: the record outlives us (`Completer::new`'s contract), and we are its
             // only completer, with the handle's `T`.
-            unsafe { (*self.record).result.complete(result) };
+            unsafe {
+                if until_exit {
+                    (*self.record).result.store_for_exit(result);
+                } else {
+                    (*self.record).result.complete(result);
+                }
+            }
         }
         if let Some(scope) = self.scope.take() {
             scope.thread_finished(panicked);
@@ -356,17 +460,17 @@ impl<T> Completer<T> {
     }
     /// Runs `f`, catching a panic, and drops the thread's local values: all but the
     /// completion of the record's result slot, which the caller makes with
-    /// [`Publication::publish`] (at once, or for a kernel thread once its std
-    /// thread-locals are gone).
+    /// [`Publication::publish`] (a green thread) or [`Publication::store_until_exit`] (a
+    /// kernel thread).
     pub(crate) fn run_until_publication(self, f: impl FnOnce() -> T) -> Publication<T> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         self.after_closure(result)
     }
 
-    /// The part of [`Completer::run_until_publication`] after the closure, never inlined into it: it reads
-    /// thread-locals, and a green thread may have moved to another kernel thread during
-    /// the closure (migration), so their addresses must be computed here, not reused from
-    /// before the closure (`sched/README.md`, "Migration").
+    /// The part of [`Completer::run_until_publication`] after the closure, never inlined
+    /// into it: it reads thread-locals, and a green thread may have moved to another kernel
+    /// thread during the closure (migration), so their addresses must be computed here,
+    /// not reused from before the closure (`sched/README.md`, "Migration").
     #[inline(never)]
     fn after_closure(self, result: std::thread::Result<T>) -> Publication<T> {
         // The thread's `spindle::local!` values go now: on the thread itself, after its
@@ -395,18 +499,19 @@ impl<T> Completer<T> {
             (other, _) => other,
         };
         Publication {
-            completer: self,
             result,
+            completer: self,
         }
     }
 }
 
 /// A thread's outcome, ready for its record's result slot: what is left of a
 /// [`Completer`] after the thread's closure and local values are done. Dropped without
-/// [`Publication::publish`], the completer reports the thread as cancelled.
+/// being published, the completer reports the thread as cancelled, after the result (which
+/// may borrow from the scope the completer tells) is dropped: the field order.
 pub(crate) struct Publication<T> {
-    completer: Completer<T>,
     result: std::thread::Result<T>,
+    completer: Completer<T>,
 }
 
 impl<T> Publication<T> {
@@ -420,6 +525,18 @@ impl<T> Publication<T> {
             result,
         } = self;
         completer.finish(result);
+    }
+
+    /// A kernel thread's first step (module docs): stores the result, or drops it if the
+    /// handle is gone, and tells the scope. The thread calls
+    /// [`ResultSlot::publish_stored`] on its record as it exits.
+    #[inline(never)]
+    pub(crate) fn store_until_exit(self) {
+        let Publication {
+            result,
+            mut completer,
+        } = self;
+        completer.finish_as(result, true);
     }
 }
 
