@@ -113,8 +113,9 @@ impl Builder {
     /// How long a worker may go without switching green threads before the monitor
     /// records a [`StallEvent`] (default [`DEFAULT_STALL_THRESHOLD`], 10 ms): a green
     /// thread in a raw blocking call, or computing without [`crate::checkpoint`]. In
-    /// many-to-many the other workers then take the stuck worker's unstarted threads at
-    /// once. Not used in the one-to-one model.
+    /// many-to-many the other workers then take the stuck worker's unstarted threads: a
+    /// sleeping one at once, a busy one at its next look at its timers (within 64 switches
+    /// or a used-up time slice). Not used in the one-to-one model.
     pub fn stall_threshold(mut self, threshold: Duration) -> Builder {
         self.monitor.stall_threshold = threshold;
         self

@@ -14,11 +14,12 @@
 //!   whether the kernel thread sleeps in a system call or runs (from
 //!   `/proc/self/task/TID/stat`). The worker completes the event with the thread's name
 //!   and the exact duration when the thread finally switches (the monitor never touches
-//!   a thread record: it could be freed under it). In many-to-many, while the stuck
-//!   worker has never-run threads in its `fresh` queue, the monitor wakes a sleeping
-//!   worker and sets the pool's `help_wanted` flag at every tick: a sleeper woken steals
-//!   them, and a busy worker takes the flag at its next look at its timers (within 64
-//!   switches or a used-up slice) and steals them before it goes on.
+//!   a thread record: it could be freed under it). In many-to-many, while a green thread
+//!   holds the stuck worker and never-run threads wait in its `fresh` queue, the monitor
+//!   marks the worker (`stuck_with_fresh`), wakes a sleeping worker and sets the pool's
+//!   `help_wanted` flag at every tick: a sleeper woken steals, and a busy worker takes the
+//!   flag at its next look at its timers (within 64 switches or a used-up slice) and takes
+//!   a batch from each marked worker's `fresh` before it goes on.
 //!
 //! What a worker publishes, per resume, with relaxed stores to its own cache line: the
 //! switch count and the running thread's id. The monitor reads them with relaxed loads;
@@ -100,6 +101,10 @@ pub(crate) struct WorkerWatch {
     /// Its green threads waiting for something outside the runtime: a `block_on` of
     /// another runtime, a join of a thread of another runtime or a kernel thread.
     pub(crate) outside_waits: AtomicUsize,
+    /// Set by the monitor while a green thread holds the worker past the stall threshold
+    /// and never-run threads wait in its `fresh` queue: busy workers take those
+    /// (`PoolShared::help_wanted`). Cleared by the monitor once the worker switches.
+    pub(crate) stuck_with_fresh: AtomicBool,
 }
 
 impl WorkerWatch {
@@ -115,6 +120,7 @@ impl WorkerWatch {
             timer_armed: AtomicBool::new(false),
             away: AtomicUsize::new(0),
             outside_waits: AtomicUsize::new(0),
+            stuck_with_fresh: AtomicBool::new(false),
         }
     }
 }
@@ -382,6 +388,7 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
                 st.switches = s;
                 st.since = now;
                 all_idle &= w.is_sleeping();
+                w.watch.stuck_with_fresh.store(false, Relaxed);
                 continue;
             }
             all_idle = false;
@@ -394,9 +401,14 @@ pub(crate) fn run(pool: Arc<PoolShared>) {
                 st.stalled = s;
                 record_stall(&pool, i, s, st.since, held);
             }
-            if held >= cfg.stall_threshold && pool.steals && !pool.stealers[i].is_empty() {
-                // Every tick while the worker is stuck: the busy workers take the flag at
-                // their next look at their timers, a woken sleeper steals at once.
+            if held >= cfg.stall_threshold
+                && pool.steals
+                && w.watch.running.load(Relaxed) != 0
+                && !pool.stealers[i].is_empty()
+            {
+                // Every tick while a green thread holds the worker: a busy worker takes
+                // the flag at its next look at its timers, a woken sleeper steals at once.
+                w.watch.stuck_with_fresh.store(true, Relaxed);
                 pool.help_wanted.store(true, Relaxed);
                 pool.wake_one();
             }

@@ -64,9 +64,10 @@ pub(crate) struct PoolShared {
     /// The workers asleep, for waking one when stealable work appears.
     pub(crate) idle: IdleSet,
     /// Set by the monitor when a worker is stuck with never-run threads in its `fresh`
-    /// queue; a busy worker takes it (clearing it) at its next look at its timers, and
-    /// steals (`Worker::help_stuck_workers`). Sleeping workers need no flag: the monitor
-    /// wakes one, and a woken worker steals.
+    /// queue (and marked `stuck_with_fresh`); a busy worker takes it (clearing it) at its
+    /// next look at its timers, and steals from the marked workers
+    /// (`Worker::help_stuck_workers`). Sleeping workers need no flag: the monitor wakes
+    /// one, and a woken worker steals.
     pub(crate) help_wanted: AtomicBool,
     pub(crate) steals: bool,
     /// The opt-in of `Builder::migrate_started_threads`.

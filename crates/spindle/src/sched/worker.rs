@@ -665,18 +665,22 @@ impl Worker {
     }
 
     /// The monitor saw a worker stuck with never-run threads (`PoolShared::help_wanted`):
-    /// takes a batch from every other worker's `fresh` queue (the stuck one's among them;
-    /// taking from a busy one too is ordinary work stealing) into our own, where
-    /// `next_stealing` finds them after the threads woken here.
+    /// takes a batch from the `fresh` queue of each worker it marked into our own, where
+    /// `next_stealing` finds them after the threads woken here, and wakes a sleeping
+    /// worker for them, as a spawn would.
     #[cold]
     fn help_stuck_workers(&self, fresh: &crossbeam_deque::Worker<Arc<ThreadInner>>) {
         if !self.pool.help_wanted.swap(false, Relaxed) {
             return;
         }
-        for (v, stealer) in self.pool.stealers.iter().enumerate() {
-            if v != self.index {
-                retry(|| stealer.steal_batch(fresh));
+        let mut took = false;
+        for (v, worker) in self.pool.workers.iter().enumerate() {
+            if v != self.index && worker.watch.stuck_with_fresh.load(Relaxed) {
+                took |= retry(|| self.pool.stealers[v].steal_batch(fresh)).is_some();
             }
+        }
+        if took {
+            self.pool.wake_one();
         }
     }
 
