@@ -6,14 +6,16 @@
 //! and boxed otherwise; the `JoinHandle<T>` and the `Completer<T>` made by the same spawn
 //! are the only ones that read and write it, with that `T`.
 //!
-//! The slot has four states in one atomic word:
+//! The slot has four states in one atomic word (and two more for kernel threads, below):
 //!
 //! | state      | meaning                                            | who moves it on |
 //! |------------|----------------------------------------------------|-----------------|
-//! | `RUNNING`  | no result yet, nobody waiting, a handle exists      | joiner (-> `WAITING`), handle drop (-> `DETACHED`), thread (-> `DONE`) |
-//! | `WAITING`  | no result yet; `joiner` holds the waiter            | thread (-> `DONE`) |
+//! | `RUNNING`  | no result yet, nobody waiting, a handle exists      | joiner (-> `WAITING`), handle drop (-> `DETACHED`), thread (-> `DONE`; a kernel thread -> `STORED`) |
+//! | `WAITING`  | no result yet; `joiner` holds the waiter            | thread (-> `DONE`; a kernel thread -> `STORED_WAITING`) |
 //! | `DETACHED` | no result yet, the handle is gone                   | thread (-> `DONE`, then drops its result itself) |
 //! | `DONE`     | the result was written                              | nobody          |
+//! | `STORED`   | a kernel thread's result written, the thread still exiting | joiner (-> `STORED_WAITING`), handle drop (-> `DONE`, then drops the result), thread (-> `DONE`) |
+//! | `STORED_WAITING` | as `STORED`, `joiner` holds the waiter       | thread (-> `DONE`)  |
 //!
 //! The thread writes the result, then swaps in `DONE` (release). If it saw `WAITING` it takes
 //! the joiner's `Thread` and unparks it; if it saw `DETACHED`, nobody will ever read the
