@@ -25,8 +25,43 @@
 //!   kernel) panics instead of waiting forever: that thread does not exist here. Threads
 //!   are told apart by id: the child handler moves the id counter to a fresh block, and
 //!   every id below that mark is the parent's ([`belongs_to_parent`]);
-//! - waking such a thread from the child (unparking it, or releasing a lock it waits
-//!   for) does nothing: there is nothing to wake.
+//! - unparking such a thread from the child does nothing: there is nothing to wake. Nor is
+//!   it among the waiters of any spindle primitive any more: see "Objects the parent's
+//!   threads wait on" below.
+//!
+//! ## Objects the parent's threads wait on
+//!
+//! A spindle primitive (`Mutex`, `RwLock`, `Condvar`, `Semaphore`, `Barrier`, `WaitGroup`,
+//! `Once`, `OnceLock`, a channel, and so a `select`) is copied into the child as it was,
+//! its wait queues included: entries of the parent's blocked threads, which do not exist
+//! here. The rule: **in the child, the parent's threads are gone from every wait queue**.
+//! What the child does with the object is done as if they had never queued: an unlock, a
+//! release, a notify, a permit or a message goes to the child's own waiters, or, with none,
+//! stays in the object (the unlocked `Mutex` or `RwLock` is free, the permit stays in the
+//! `Semaphore`, the message in the channel's buffer). It is never handed to a thread of the
+//! parent, where it would be lost: a lock handed over would never be released, a message
+//! would vanish, and a mutex whose woken waiter never comes back would wake no other.
+//!
+//! How, step by step:
+//!
+//! 1. Each wait-queue entry records the fork generation it was linked in, and a wait list
+//!    never holds entries of two generations (`sync/wait_list.rs`).
+//! 2. The first operation on a list in the child finds its entries stale (linked in an
+//!    earlier generation) and forgets them all at once: the list is empty from then on.
+//!    Nothing is written to the entries, which belong to threads that are not here, and
+//!    nothing but their generation is read. Every waker pops through the list, so none
+//!    can reach a parent's entry.
+//!
+//! All of it runs in slow paths, under a queue lock, at loads and compares of two
+//! generations; the uncontended paths read no generation, and nothing is asked of the
+//! kernel (no `getpid`).
+//!
+//! What stays as the parent left it is what its threads *hold* or *did*: a lock, read lock
+//! or permits one of them holds (waiting for those in the child waits forever, as with
+//! std's primitives copied by a fork), the arrivals at a `Barrier` of threads parked there
+//! (they count towards the child's group), a `Once` or `OnceLock` one of them is running
+//! (its waiters in the child wait forever), and a message a waker in the parent had
+//! already put in a parked receiver's slot before the fork.
 //!
 //! ## The thread that called fork()
 //!
@@ -67,13 +102,14 @@
 //!    that none is copied half-done: a child that found one would wait forever for a thread
 //!    it does not have.
 //! 2. *parent* (after the copy): release it.
-//! 3. *child* (after the copy, on the only thread): bump the generation; move the thread
-//!    id counter to a fresh block and remember the mark; if this thread is a green thread,
-//!    forget its worker (`CURRENT_WORKER`) and ban its switches (the ban `suspend` checks
-//!    anyway, so the running green thread pays nothing for it); release the lock. All of
-//!    it is loads and stores (thread-locals, two atomics) and a mutex unlock, which may
-//!    call `futex(FUTEX_WAKE)`: all async-signal-safe, as code between `fork()` and
-//!    `exec()` must be.
+//! 3. *child* (after the copy, on the only thread): bump the generation (which is all it
+//!    takes to make the parent's runtimes inherited and its wait-queue entries stale);
+//!    move the thread id counter to a fresh block and remember the mark; if this thread is
+//!    a green thread, forget its worker (`CURRENT_WORKER`) and ban its switches (the ban
+//!    `suspend` checks anyway, so the running green thread pays nothing for it); release
+//!    the lock. All of it is loads and stores (thread-locals, two atomics) and a mutex
+//!    unlock, which may call `futex(FUTEX_WAKE)`: all async-signal-safe, as code between
+//!    `fork()` and `exec()` must be.
 //!
 //! The lock order is that single lock, taken last: `pthread_atfork` runs prepare handlers
 //! registered after spindle's first. So an initialization under it must never fork, nor
@@ -89,8 +125,11 @@
 //! - A fork made without `fork()`'s handlers (a raw `clone` or `syscall(SYS_fork)`) is not
 //!   noticed: the child must exec or exit without touching spindle.
 //! - A spindle primitive shared with the parent's threads (a `Mutex`, a channel) is copied
-//!   as it was: waiting in the child for something only those threads would do waits
-//!   forever from a kernel thread, as it would with std's primitives.
+//!   as it was, less its waiters (above): waiting in the child for something only those
+//!   threads would do waits forever from a kernel thread, as it would with std's
+//!   primitives. That includes the short internal spin lock of a primitive's wait queue
+//!   if a parent thread was inside one of its slow paths at the instant of the fork: the
+//!   child's next slow-path operation on that object then spins forever.
 
 use std::cell::RefCell;
 use std::io;
@@ -105,6 +144,15 @@ use crate::task::thread::ThreadId;
 /// generations of fork children). Relaxed is enough: it is written only in a child with
 /// one thread, before that thread can start any other.
 static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// This process's fork generation: 0 in a process that is no fork child (of a process
+/// running spindle's handlers), one more in each fork child than in its parent. A record
+/// stamped with another value was made in an ancestor process. One relaxed load of a
+/// static: no system call.
+#[inline]
+pub(crate) fn generation() -> u32 {
+    GENERATION.load(Relaxed)
+}
 
 /// The first thread id handed out in this process after its latest fork; lower ids belong
 /// to threads of an ancestor (0: this process never forked).
@@ -131,13 +179,13 @@ pub(crate) struct Provenance(u32);
 impl Provenance {
     /// This process, now.
     pub(crate) fn here() -> Provenance {
-        Provenance(GENERATION.load(Relaxed))
+        Provenance(generation())
     }
 
     /// Whether this process is a fork child of the one the runtime was built in.
     #[inline]
     pub(crate) fn is_inherited(self) -> bool {
-        GENERATION.load(Relaxed) != self.0
+        generation() != self.0
     }
 
     /// Panics with [`inherited_error`] if inherited: `what` was asked of the runtime.

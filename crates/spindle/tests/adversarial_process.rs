@@ -1055,14 +1055,13 @@ fn fork_from_a_green_thread_scenario() {
     parked.release();
 }
 
-/// fork.rs: "waking such a thread from the child (unparking it, or releasing a lock it
-/// waits for) does nothing". The forking thread holds a spindle `Mutex` a green thread of
+/// fork.rs, "Objects the parent's threads wait on": in the child, the parent's threads are
+/// gone from every wait queue. The forking thread holds a spindle `Mutex` a green thread of
 /// the parent waits for; the child unlocks it, then two of its own threads contend for it.
-/// The unlock makes the parent's (absent) waiter the `WOKEN` one (raw_mutex.rs), and an
-/// unlock never wakes another waiter while a woken one is "on its way": the child's waiter
-/// is never woken. std's futex mutex, copied the same way, just works.
+/// The unlock used to make the parent's (absent) waiter the `WOKEN` one (raw_mutex.rs),
+/// and an unlock never wakes another waiter while a woken one is "on its way": the child's
+/// waiter was never woken. std's futex mutex, copied the same way, just works.
 #[test]
-#[ignore = "BUG: in a fork child, unlocking a Mutex a parent thread waited for strands the child's later waiters"]
 fn fork_child_unlocking_a_mutex_a_parent_thread_waits_for() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_MUTEX");
 }
@@ -1107,10 +1106,9 @@ fn fork_mutex_release_scenario() {
 /// A message sent in a fork child on an unbounded channel whose receiver in the parent is
 /// parked: the child's `send` succeeds, and the message must then be in the channel for
 /// the child's own `try_recv`, as with std's channels (which push it into the buffer and
-/// only notify the parked receiver). spindle hands it straight to the parked receiver,
-/// which does not exist in the child: the message is gone.
+/// only notify the parked receiver). spindle used to hand it straight to the parked
+/// receiver, which does not exist in the child: the message was gone.
 #[test]
-#[ignore = "BUG: in a fork child, a message sent to a channel whose receiver in the parent is parked is lost"]
 fn fork_child_sends_on_a_channel_a_parent_thread_receives_from() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_CHANNEL");
 }
@@ -1211,7 +1209,6 @@ fn fork_mutex_woken_scenario() {
 /// waiter does not exist in the child, so the permit must stay in the semaphore (the
 /// child's `try_acquire` gets it), and a later one must go to the child's own waiter.
 #[test]
-#[ignore = "BUG: in a fork child, a Semaphore permit goes to a parent thread's waiter and is lost"]
 fn fork_child_adds_a_permit_to_a_semaphore_a_parent_thread_waits_on() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_SEMAPHORE");
 }
@@ -1257,7 +1254,6 @@ fn fork_semaphore_scenario() {
 /// read; the child releases it. The lock must then be free in the child (not handed to
 /// the parent's absent reader), and the child's own waiters served.
 #[test]
-#[ignore = "BUG: in a fork child, releasing an RwLock hands it to a parent thread's waiter, which never releases it"]
 fn fork_child_releasing_an_rwlock_a_parent_thread_waits_for() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_RWLOCK");
 }
@@ -1304,7 +1300,6 @@ fn fork_rwlock_scenario() {
 /// not the parent's (absent) one, which would also leave the mutex with a woken waiter that
 /// never comes.
 #[test]
-#[ignore = "BUG: in a fork child, a Condvar notify goes to a parent thread's waiter and is lost"]
 fn fork_child_notifying_a_condvar_a_parent_thread_waits_on() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_CONDVAR");
 }
@@ -1348,7 +1343,6 @@ fn fork_condvar_scenario() {
 /// receiver blocked in a `select!` over two channels: the message sent in the child must
 /// stay in the channel for the child.
 #[test]
-#[ignore = "BUG: in a fork child, a message sent to a channel a parent thread's select waits on is lost"]
 fn fork_child_sends_on_a_channel_a_parent_select_waits_on() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_SELECT");
 }

@@ -144,6 +144,15 @@
 //! dropped) does the same from a drop guard, without parking; a message handed to a
 //! cancelled receiver is dropped with it.
 //!
+//! **In a fork child** the entries of the parent's blocked senders, receivers and selects
+//! are copied with the lists, but their threads do not exist (fork.rs, "Objects the
+//! parent's threads wait on"). The lists forget them at their first use in the child
+//! (`sync/wait_list.rs`): "a receiver waits" is then false, so a message sent in the child
+//! goes into the buffer (or the sender waits), never into a parent's slot where nobody
+//! would take it; a receive does not take a parent's waiting sender's message. The derived
+//! bounds are derived from the lists as they read, so the inlined paths come back once an
+//! out-of-line path has run in the child.
+//!
 //! ## Why no message is lost or duplicated
 //!
 //! Each message is in exactly one place at a time, and it moves only under the lock: a

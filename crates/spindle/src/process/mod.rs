@@ -65,6 +65,10 @@
 //!   `unblock`, `spawn`) panics with that message, and an I/O wait returns it as an error.
 //!   When its closure returns, the child exits with status 0 (101 if it panicked), as a
 //!   process whose last thread ends: it never returns into the copy of its worker;
+//! - the parent's threads that were waiting on a spindle primitive (a `Mutex`, `RwLock`,
+//!   `Condvar`, `Semaphore`, a channel, a `select!`) are no longer among its waiters: an
+//!   unlock, notify, permit or message in the child goes to the child's own waiters, or
+//!   stays in the object when there are none, never to a thread that is not there;
 //! - a new [`crate::Runtime`] built in the child works, with its own workers, reactor and
 //!   stacks, and its `block_on` may be called from the thread that forked, green or not
 //!   (from the green thread that forked, spawn onto it from inside that `block_on`).

@@ -28,6 +28,14 @@
 //! Waking a whole generation at once is the point of a barrier, so this is the one place
 //! that does wake everyone; the leader does it without holding the lock.
 //!
+//! ## In a fork child
+//!
+//! The parent's parked threads are gone from the list (fork.rs, "Objects the parent's
+//! threads wait on"; the list forgets their entries at its first use in the child), but
+//! their arrivals stay counted: they happened before the fork, as a lock taken by a parent
+//! thread stays taken. So the child's current group completes when its arrivals and those
+//! make `n`, and its leader wakes only threads of the child.
+//!
 //! ## Cancellation
 //!
 //! A green thread parked here may be unwound when its runtime is dropped. Its guard takes

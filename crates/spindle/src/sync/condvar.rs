@@ -45,6 +45,15 @@
 //! that then reports a timeout, so none is lost. There are no spurious wake-ups either
 //! (std permits them; spindle's `wait` returns only when notified or timed out).
 //!
+//! ## In a fork child
+//!
+//! The parent's waiters are gone from the condvar's list (fork.rs, "Objects the parent's
+//! threads wait on"; `sync/wait_list.rs` forgets them at the list's first use in the
+//! child), so a notify in the child picks the child's own waiters, and a requeue never
+//! moves a parent's entry to the mutex (where it would become a woken waiter that never
+//! comes back). `mutex` is meaningful only while the list holds entries of this
+//! generation, so a child's waiter may use another mutex than the parent's waiters did.
+//!
 //! ## Cancellation
 //!
 //! A waiter unwound while parked (its runtime was dropped) unlinks its entry from whichever

@@ -6,14 +6,44 @@
 //! Links are `Cell`s and are touched only by whoever holds the lock that protects the list
 //! the node is in; the list itself holds raw pointers and is never shared without that lock.
 //! Removal is O(1), which a timed-out waiter in the middle of the queue needs.
+//!
+//! ## Entries linked before a fork
+//!
+//! In a fork child, the entries the parent's blocked threads linked are copied along with
+//! the list, but their threads do not exist (fork.rs, "Objects the parent's threads wait
+//! on"). So each node records the fork generation ([`crate::fork::generation`]) it was
+//! linked in, and the list keeps one invariant: **all its nodes were linked in the same
+//! generation.** A node of an earlier generation is *stale*, and then so is every node.
+//!
+//! Every method that takes or looks at nodes (`pop_front`, `take_all`, `append`, the
+//! `push_*`, `is_empty`, `has_one`, `any`, `for_each`) first looks at the head: if it is
+//! stale, the list is treated as empty; the `&mut` methods also forget the stale nodes
+//! (one reset of `head` and `tail`). Nothing is written to a stale node, which belongs to a
+//! thread that is not there, and nothing is read from it but its generation. The pushes
+//! therefore never link a node next to a stale one, which keeps the invariant. `remove` has
+//! no such look: its node is linked, and a linked node's owner is alive, so the node, and
+//! with it the list, is of this generation.
+//!
+//! A primitive whose state word summarises its queue (a "someone is queued" bit) calls
+//! [`WaitList::forget_inherited`] first in its critical section, which says whether
+//! stale nodes were forgotten, so that it can forget the summary with them.
+//!
+//! The cost in a process that never forks: in the slow paths, one load of the head's
+//! generation and one of the process's, compared, per operation on a non-empty list, and
+//! one store per push. The lists of the uncontended paths are empty, and an empty list
+//! reads no generation.
 
 use std::cell::Cell;
 use std::ptr;
+
+use crate::fork;
 
 /// The links a node embeds to be put in a [`WaitList`].
 pub(crate) struct Links<N> {
     prev: Cell<*const N>,
     next: Cell<*const N>,
+    /// The fork generation the node was last linked in (module docs).
+    generation: Cell<u32>,
 }
 
 impl<N> Links<N> {
@@ -22,6 +52,7 @@ impl<N> Links<N> {
         Links {
             prev: Cell::new(ptr::null()),
             next: Cell::new(ptr::null()),
+            generation: Cell::new(0),
         }
     }
 }
@@ -55,14 +86,41 @@ impl<N: Linked> WaitList<N> {
         }
     }
 
-    /// Whether the list is empty.
+    /// Whether the list holds no node of this generation (stale nodes, linked before a
+    /// fork, do not count: module docs).
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_null()
+        self.head.is_null() || self.is_inherited()
     }
 
-    /// Whether the list holds exactly one node.
+    /// Whether the list holds exactly one node of this generation.
     pub(crate) fn has_one(&self) -> bool {
-        !self.head.is_null() && self.head == self.tail
+        !self.is_empty() && self.head == self.tail
+    }
+
+    /// Whether the list's nodes were linked before a fork (false for an empty list).
+    #[inline]
+    fn is_inherited(&self) -> bool {
+        // SAFETY: `head`, if not null, is a node of this list, valid by the push contract
+        // (in a fork child, a stale node's memory is the parent's, copied: readable).
+        match unsafe { self.head.as_ref() } {
+            Some(head) => head.links().generation.get() != fork::generation(),
+            None => false,
+        }
+    }
+
+    /// In a fork child, forgets the nodes linked before the fork, which belong to threads
+    /// of the parent (module docs): the list becomes empty and no node is touched. Returns
+    /// whether there were any. Every `&mut` method below does this first; a primitive
+    /// whose state summarises its queue calls it itself to learn that it must forget the
+    /// summary too.
+    #[inline]
+    pub(crate) fn forget_inherited(&mut self) -> bool {
+        if self.is_inherited() {
+            *self = WaitList::new();
+            true
+        } else {
+            false
+        }
     }
 
     /// Appends `node`.
@@ -72,10 +130,12 @@ impl<N: Linked> WaitList<N> {
     /// `node` is valid, in no list, and stays valid and unmoved until it is popped or
     /// removed from this list (or a list it is moved to with [`WaitList::append`]).
     pub(crate) unsafe fn push_back(&mut self, node: *const N) {
+        self.forget_inherited();
         // SAFETY: the caller guarantees `node` is valid; `tail`, if any, is a node of this
         // list and so valid by the contract of the push that put it here.
         unsafe {
             let links = (*node).links();
+            links.generation.set(fork::generation());
             links.prev.set(self.tail);
             links.next.set(ptr::null());
             match self.tail.as_ref() {
@@ -92,9 +152,11 @@ impl<N: Linked> WaitList<N> {
     ///
     /// As [`WaitList::push_back`].
     pub(crate) unsafe fn push_front(&mut self, node: *const N) {
+        self.forget_inherited();
         // SAFETY: as in `push_back`, with `head` in place of `tail`.
         unsafe {
             let links = (*node).links();
+            links.generation.set(fork::generation());
             links.prev.set(ptr::null());
             links.next.set(self.head);
             match self.head.as_ref() {
@@ -105,8 +167,10 @@ impl<N: Linked> WaitList<N> {
         self.head = node;
     }
 
-    /// Takes the first node off the list.
+    /// Takes the first node off the list (`None` if it holds only stale nodes, which it
+    /// forgets).
     pub(crate) fn pop_front(&mut self) -> Option<*const N> {
+        self.forget_inherited();
         let node = self.head;
         // SAFETY: `head`, if not null, is a node of this list, valid by the push contract;
         // so is its successor.
@@ -132,6 +196,11 @@ impl<N: Linked> WaitList<N> {
         // the push contract.
         unsafe {
             let links = (*node).links();
+            debug_assert_eq!(
+                links.generation.get(),
+                fork::generation(),
+                "a node linked before a fork is being removed by a thread of the child"
+            );
             let (prev, next) = (links.prev.get(), links.next.get());
             match prev.as_ref() {
                 Some(p) => p.links().next.set(next),
@@ -146,9 +215,11 @@ impl<N: Linked> WaitList<N> {
         }
     }
 
-    /// Moves every node of `other` to the back of this list, in order.
+    /// Moves every node of `other` to the back of this list, in order (stale nodes of
+    /// either list are forgotten first).
     pub(crate) fn append(&mut self, other: &mut WaitList<N>) {
-        if other.is_empty() {
+        self.forget_inherited();
+        if other.forget_inherited() || other.head.is_null() {
             return;
         }
         // SAFETY: both lists' end nodes are valid by the push contract, which carries over
@@ -166,14 +237,19 @@ impl<N: Linked> WaitList<N> {
         *other = WaitList::new();
     }
 
-    /// Takes every node, leaving this list empty.
+    /// Takes every node, leaving this list empty (stale nodes are forgotten, not taken).
     pub(crate) fn take_all(&mut self) -> WaitList<N> {
+        self.forget_inherited();
         std::mem::replace(self, WaitList::new())
     }
 
     /// Calls `f` on every node, front to back.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&N)) {
-        let mut p = self.head;
+        let mut p = if self.is_inherited() {
+            ptr::null()
+        } else {
+            self.head
+        };
         // SAFETY: every node reached from `head` is in this list, valid by the push contract.
         while let Some(node) = unsafe { p.as_ref() } {
             f(node);
@@ -184,7 +260,11 @@ impl<N: Linked> WaitList<N> {
     /// Whether `pred` holds for some node, trying them from the front and stopping at the
     /// first that it holds for.
     pub(crate) fn any(&self, mut pred: impl FnMut(&N) -> bool) -> bool {
-        let mut p = self.head;
+        let mut p = if self.is_inherited() {
+            ptr::null()
+        } else {
+            self.head
+        };
         // SAFETY: as in `for_each`.
         while let Some(node) = unsafe { p.as_ref() } {
             if pred(node) {
@@ -262,5 +342,54 @@ mod tests {
             .collect();
         assert_eq!(popped, [2, 3, 4]);
         assert!(a.is_empty() && !a.has_one());
+    }
+
+    /// Nodes linked in an earlier fork generation (here: stamped so by hand) are forgotten
+    /// as a whole at the list's first use, and never handed out.
+    #[test]
+    fn nodes_linked_before_a_fork_are_forgotten() {
+        let nodes: Vec<Node> = (0..4)
+            .map(|id| Node {
+                links: Links::new(),
+                id,
+            })
+            .collect();
+        let parent = crate::fork::generation().wrapping_sub(1);
+        let mut a = WaitList::new();
+        let mut b = WaitList::new();
+        // SAFETY: the nodes outlive both lists and do not move (the Vec is not touched).
+        unsafe {
+            a.push_back(&nodes[0]);
+            a.push_back(&nodes[1]);
+            b.push_back(&nodes[2]);
+        }
+        // As a fork would leave them: every node of `a` and `b` was linked by the parent.
+        for n in &nodes[..3] {
+            n.links.generation.set(parent);
+        }
+        assert!(a.is_empty() && !b.has_one());
+        assert!(!a.any(|_| true));
+        assert_eq!(ids(&a), []);
+        // A push forgets the stale nodes first: the list never mixes generations.
+        // SAFETY: as above.
+        unsafe { a.push_front(&nodes[3]) };
+        assert_eq!(ids(&a), [3]);
+        // Appending a stale list appends nothing.
+        a.append(&mut b);
+        assert_eq!(ids(&a), [3]);
+        assert_eq!(a.pop_front(), Some(&raw const nodes[3]));
+        assert_eq!(a.pop_front(), None);
+        // A stale list: `pop_front` and `take_all` find nothing, `forget_inherited` says so.
+        // SAFETY: as above; node 3 is in no list any more.
+        unsafe { b.push_back(&nodes[3]) };
+        nodes[3].links.generation.set(parent);
+        let mut c = WaitList::new();
+        // SAFETY: node 0 is in no list of this generation (`a` forgot it).
+        unsafe { c.push_back(&nodes[0]) };
+        nodes[0].links.generation.set(parent);
+        assert_eq!(b.pop_front(), None);
+        assert!(b.take_all().is_empty());
+        assert!(c.forget_inherited());
+        assert!(!c.forget_inherited());
     }
 }
