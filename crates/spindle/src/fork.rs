@@ -51,10 +51,19 @@
 //!    Nothing is written to the entries, which belong to threads that are not here, and
 //!    nothing but their generation is read. Every waker pops through the list, so none
 //!    can reach a parent's entry.
+//! 3. A primitive whose state word summarises its queue forgets the summary with the
+//!    entries, under the queue lock: the "someone is queued" bit of `Mutex`, `RwLock`,
+//!    `Semaphore`; the `Mutex`'s "a woken waiter is on its way" bit (`WOKEN`) too, since
+//!    the woken waiter was a parent thread. A `WOKEN` set for a parent thread that had
+//!    already left the queue at the fork (woken, not yet back) is told apart by the
+//!    generation the mutex stamps on it whenever it sets it (`sync/raw_mutex.rs`).
 //!
 //! All of it runs in slow paths, under a queue lock, at loads and compares of two
 //! generations; the uncontended paths read no generation, and nothing is asked of the
-//! kernel (no `getpid`).
+//! kernel (no `getpid`). One consequence, said openly: `RwLock::try_read`, `try_write` and
+//! `Semaphore::try_acquire`, which never take the queue lock, see the parent's "someone is
+//! queued" bit until a slow path of the child has forgotten it (a blocking acquire, or a
+//! release that finds the bit), and fail meanwhile as if a waiter were ahead of them.
 //!
 //! What stays as the parent left it is what its threads *hold* or *did*: a lock, read lock
 //! or permits one of them holds (waiting for those in the child waits forever, as with

@@ -232,6 +232,10 @@ const SCENARIOS: &[(&str, fn())] = &[
         fork_mutex_woken_scenario,
     ),
     ("SPINDLE_ADV_PROC_FORK_SEMAPHORE", fork_semaphore_scenario),
+    (
+        "SPINDLE_ADV_PROC_FORK_SEMAPHORE_HEAD",
+        fork_semaphore_head_scenario,
+    ),
     ("SPINDLE_ADV_PROC_FORK_RWLOCK", fork_rwlock_scenario),
     ("SPINDLE_ADV_PROC_FORK_CONDVAR", fork_condvar_scenario),
     ("SPINDLE_ADV_PROC_FORK_SELECT", fork_select_scenario),
@@ -1144,7 +1148,6 @@ fn fork_channel_send_scenario() {
 /// woken waiter never comes back in the child; the child's own waiters must still be woken
 /// by the child's unlocks.
 #[test]
-#[ignore = "BUG: in a fork child, a Mutex whose woken waiter is a parent thread strands the child's waiters"]
 fn fork_child_of_a_mutex_whose_woken_waiter_is_a_parent_thread() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_MUTEX_WOKEN");
 }
@@ -1243,6 +1246,36 @@ fn fork_semaphore_scenario() {
                 "the child's waiter for the semaphore",
             );
         });
+    });
+    let how = common::reap(child);
+    sem.add_permits(1);
+    join_within(parent_waiter, SETTLE, "the parent's waiter");
+    assert_eq!(how, "exited with status 0");
+}
+
+/// A parent thread's request for two permits waits at the head of a `Semaphore` with one
+/// free (FIFO: nobody may take the free one past it). In the fork child that request is
+/// gone, so the child's `acquire` of one permit must get the free one at once instead of
+/// queuing behind a waiter that is not there (and waiting for a release that never comes).
+#[test]
+fn fork_child_takes_a_free_permit_a_parent_threads_request_held_back() {
+    run_in_child_process("SPINDLE_ADV_PROC_FORK_SEMAPHORE_HEAD");
+}
+
+fn fork_semaphore_head_scenario() {
+    let sem = Arc::new(spindle::sync::Semaphore::new(1));
+    let rt = quiet_runtime();
+    let parent_waiter = {
+        let sem = sem.clone();
+        rt.spawn(move || sem.acquire_many(2).forget())
+    };
+    common::wait_until_parked(parent_waiter.thread().id(), WaitReason::SemaphoreAcquire);
+    let child = fork_child(|| {
+        let permit = sem.acquire_timeout(Duration::from_secs(5));
+        assert!(
+            permit.is_some(),
+            "the child's request queued behind the parent's waiter"
+        );
     });
     let how = common::reap(child);
     sem.add_permits(1);

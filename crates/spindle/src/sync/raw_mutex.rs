@@ -86,6 +86,30 @@
 //! guard unlinks it if still queued; if it was already served it gives the service back:
 //! unlocks a lock it was handed, or passes on a `WOKEN` it owns (taking and releasing the
 //! lock if waiters are queued and the lock is free), so the next waiter is woken instead.
+//!
+//! ## In a fork child
+//!
+//! The parent's threads are gone from the queue (fork.rs, "Objects the parent's threads
+//! wait on"), and what the word says about them must go too, or the child's waiters are
+//! stranded: a `WOKEN` owned by a parent thread makes every unlock in the child a quiet
+//! one, and a queue of parent entries would be served instead of the child's waiters. So
+//! every critical section under the queue lock that reads or sets `WAITERS` or `WOKEN`
+//! (queuing, the unlock slow path, a condvar's requeue) first forgets them
+//! (`forget_parent_waiters`):
+//!
+//! - the queue's stale entries (`WaitList::forget_inherited`), and with them `WAITERS`;
+//! - a `WOKEN` set in an earlier generation: whenever `WOKEN` is set (under the queue
+//!   lock) the generation is stamped beside it (`woken_in`), so a woken waiter of the
+//!   parent's, already off the queue at the fork and never coming back, is told apart from
+//!   one woken in the child.
+//!
+//! The invariant holds across: `WAITERS` is cleared with the stale entries, and a stale
+//! `WOKEN` alone can be met only with no child waiter queued (the first one to queue clears
+//! it), so clearing it leaves no waiter without a woken thread on its way. The forking
+//! thread's own unlock of a lock it held at the fork thus wakes the child's first waiter,
+//! or, with none, just releases the lock. The fast paths read no generation: a stale
+//! `WOKEN` only makes them take the quiet release, which is right while no child waiter is
+//! queued.
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
@@ -96,6 +120,7 @@ use crossbeam_utils::Backoff;
 use super::spin_lock::SpinLock;
 use super::wait_list::{Linked, Links, WaitList};
 use super::waiter::{Waiter, FIRST_OUTCOME};
+use crate::fork;
 use crate::park::WaitReason;
 use crate::sched::context;
 
@@ -150,12 +175,16 @@ impl LockWaiter {
 /// A mutual-exclusion lock with no data: the state word and the wait queue.
 pub(crate) struct RawMutex {
     state: AtomicU32,
+    /// The fork generation `WOKEN` was last set in (module docs, "In a fork child"). Read
+    /// and written only under the queue lock. It takes padding the struct had anyway.
+    woken_in: Cell<u32>,
     queue: SpinLock<WaitList<LockWaiter>>,
 }
 
 // SAFETY: the queue holds pointers to entries of blocked threads; they are dereferenced
 // only under the queue lock or by the waker that unlinked them (sync/waiter.rs), and an
-// entry holds only a thread handle and flags, which any thread may use. The state is atomic.
+// entry holds only a thread handle and flags, which any thread may use. The state is atomic;
+// `woken_in` is touched only under the queue lock, which orders those accesses.
 unsafe impl Sync for RawMutex {}
 // SAFETY: as above; moving the mutex moves no entry (a mutex with waiters is borrowed).
 unsafe impl Send for RawMutex {}
@@ -165,6 +194,7 @@ impl RawMutex {
     pub(crate) const fn new() -> RawMutex {
         RawMutex {
             state: AtomicU32::new(0),
+            woken_in: Cell::new(0),
             queue: SpinLock::new(WaitList::new()),
         }
     }
@@ -283,6 +313,7 @@ impl RawMutex {
     fn queue_and_wait(&self, entry: &LockWaiter, woken: bool, lost_races: u32) -> Option<u8> {
         {
             let mut queue = self.queue.lock();
+            self.forget_parent_waiters(&mut queue);
             let mut s = self.state.load(Relaxed);
             loop {
                 if s & LOCKED == 0 {
@@ -342,11 +373,14 @@ impl RawMutex {
             }
         }
         let mut queue = self.queue.lock();
+        // In a fork child, the parent's waiters are not there to be woken (module doc).
+        self.forget_parent_waiters(&mut queue);
         // From here the word is ours alone (module doc), so plain stores suffice.
         let s = self.state.load(Relaxed);
         debug_assert_eq!(s & (LOCKED | WOKEN), LOCKED);
         let Some(head) = queue.pop_front() else {
-            // Every queued waiter was unwound since we looked.
+            // Every queued waiter was unwound since we looked, or was a thread of the
+            // parent process (we are in a fork child).
             self.state.store(0, Release);
             return;
         };
@@ -359,6 +393,7 @@ impl RawMutex {
             self.state.store(LOCKED | rest, Relaxed);
             HANDED_OFF
         } else {
+            self.woken_in.set(fork::generation());
             self.state.store(WOKEN | rest, Release);
             WOKEN_TO_COMPETE
         };
@@ -384,6 +419,7 @@ impl RawMutex {
         moved: &mut WaitList<LockWaiter>,
     ) -> Option<*const LockWaiter> {
         let mut queue = self.queue.lock();
+        self.forget_parent_waiters(&mut queue);
         queue.append(moved);
         let mut s = self.state.load(Relaxed);
         loop {
@@ -405,6 +441,7 @@ impl RawMutex {
                 .compare_exchange_weak(s, s | WOKEN | rest, Relaxed, Relaxed)
             {
                 Ok(_) => {
+                    self.woken_in.set(fork::generation());
                     let head = queue.pop_front().expect("requeued entries are queued");
                     // SAFETY: `head` is a live entry we just unlinked under the queue lock.
                     unsafe { (*head).waiter.start_wake() };
@@ -412,6 +449,26 @@ impl RawMutex {
                 }
                 Err(actual) => s = actual,
             }
+        }
+    }
+
+    /// Under the queue lock: forgets what threads of a parent process left in the queue
+    /// and the word, in a fork child (module docs, "In a fork child"): the queue's stale
+    /// entries with `WAITERS`, and a `WOKEN` set before the fork. In a process that never
+    /// forked: the list's look at its head, and two loads and a compare.
+    #[inline]
+    fn forget_parent_waiters(&self, queue: &mut WaitList<LockWaiter>) {
+        let mut stale = 0;
+        if queue.forget_inherited() {
+            stale |= WAITERS;
+        }
+        if self.woken_in.get() != fork::generation() {
+            // Set in an earlier generation if set at all: its owner is a parent thread.
+            stale |= WOKEN;
+        }
+        // Relaxed: `WAITERS` and `WOKEN` are ordered by the queue lock (module doc).
+        if stale != 0 && self.state.load(Relaxed) & stale != 0 {
+            self.state.fetch_and(!stale, Relaxed);
         }
     }
 
@@ -481,6 +538,13 @@ mod tests {
     }
     // SAFETY: `value` is only touched with `lock` held.
     unsafe impl Sync for Counter {}
+
+    /// `woken_in` takes padding the struct had: a mutex is no bigger for it.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_fork_stamp_costs_no_space() {
+        assert_eq!(std::mem::size_of::<RawMutex>(), 32);
+    }
 
     #[test]
     fn kernel_threads_exclude_each_other() {

@@ -107,6 +107,18 @@
 //! queue is now empty, else running `serve`, since the new head may be admissible); if it
 //! was served meanwhile it waits for the outcome without parking and releases the lock it
 //! was handed.
+//!
+//! ## In a fork child
+//!
+//! The parent's threads are gone from the queue (fork.rs, "Objects the parent's threads
+//! wait on"): a server must not hand them the lock, which no thread of the child would
+//! then ever release. Every critical section that queues or serves first forgets the
+//! queue's stale entries (`WaitList::forget_inherited`) and, if there were any, `QUEUED`
+//! with them (`forget_parent_waiters`), before it reads the word. The invariants then hold
+//! for the child's own queue: a writer's release in the child (the forking thread's) finds
+//! the queue empty and frees the lock; a word that was exactly `QUEUED` at the fork (a
+//! parent's releaser on its way to serve, never arriving) becomes 0 when the first thread
+//! of the child would queue behind it, and that thread takes the lock instead.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{fence, AtomicUsize};
@@ -297,6 +309,7 @@ impl RawRwLock {
     fn queue_and_wait(&self, entry: &Entry) -> bool {
         {
             let mut queue = self.queue.lock();
+            self.forget_parent_waiters(&mut queue);
             let mut s = self.state.load(Relaxed);
             while s & QUEUED == 0 {
                 if Self::available(s, entry.data) {
@@ -363,6 +376,7 @@ impl RawRwLock {
         batch: &mut WakeBatch<Access>,
         releasing_writer: bool,
     ) {
+        self.forget_parent_waiters(queue);
         let Some(head) = queue.pop_front() else {
             // The queue is empty, so QUEUED is clear (invariant).
             if releasing_writer {
@@ -422,6 +436,16 @@ impl RawRwLock {
                     check_reader_count(prev);
                 }
             }
+        }
+    }
+
+    /// Under the queue lock: forgets the queue's entries linked before a fork (threads of
+    /// the parent process) and `QUEUED` with them (module docs, "In a fork child").
+    #[inline]
+    fn forget_parent_waiters(&self, queue: &mut WaitList<Entry>) {
+        if queue.forget_inherited() {
+            // Relaxed: QUEUED is ordered by the queue lock (module doc).
+            self.state.fetch_and(!QUEUED, Relaxed);
         }
     }
 }

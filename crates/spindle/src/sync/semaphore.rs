@@ -58,6 +58,15 @@
 //!
 //! A green thread parked here may be unwound when its runtime is dropped: its guard leaves
 //! the queue as on a timeout, or, if it was served meanwhile, gives the permits back.
+//!
+//! ## In a fork child
+//!
+//! The parent's threads are gone from the queue (fork.rs, "Objects the parent's threads
+//! wait on"): permits handed to them would be lost. The critical sections that queue and
+//! release first forget the queue's stale entries (`WaitList::forget_inherited`) and, if
+//! there were any, `QUEUED` with them (`forget_parent_waiters`), before they read the word.
+//! A permit released in the child then goes to the child's own waiters or stays free, and
+//! a request of the child is no longer held back behind a parent's larger one.
 
 use std::fmt;
 use std::sync::atomic::AtomicUsize;
@@ -257,6 +266,7 @@ impl Semaphore {
         let entry = Entry::for_current_thread(n);
         {
             let mut queue = self.queue.lock();
+            self.forget_parent_waiters(&mut queue);
             let mut s = self.state.load(Relaxed);
             loop {
                 let new = if s & QUEUED == 0 && s >> SHIFT >= n {
@@ -339,9 +349,11 @@ impl Semaphore {
         let mut batch = WakeBatch::new();
         {
             let mut queue = self.queue.lock();
+            self.forget_parent_waiters(&mut queue);
             let mut s = self.state.load(Relaxed);
-            // Waiters may have left meanwhile, emptying the queue: then add as usual (with
-            // QUEUED clear, fast paths may write the word concurrently, hence the CAS).
+            // Waiters may have left meanwhile, emptying the queue (or, in a fork child, been
+            // the parent's): then add as usual (with QUEUED clear, fast paths may write the
+            // word concurrently, hence the CAS).
             while s & QUEUED == 0 {
                 match self
                     .state
@@ -354,6 +366,16 @@ impl Semaphore {
             self.serve(&mut queue, n, &mut batch);
         }
         batch.wake_all(GRANTED);
+    }
+
+    /// Under the queue lock: forgets the queue's entries linked before a fork (threads of
+    /// the parent process) and `QUEUED` with them (module docs, "In a fork child").
+    #[inline]
+    fn forget_parent_waiters(&self, queue: &mut WaitList<Entry>) {
+        if queue.forget_inherited() {
+            // Relaxed: QUEUED is ordered by the queue lock (module doc).
+            self.state.fetch_and(!QUEUED, Relaxed);
+        }
     }
 
     /// Under the queue lock: adds `extra` permits to the free ones, hands permits to the
