@@ -1017,6 +1017,9 @@ fn fork_from_a_green_thread_scenario() {
                 // Waiting would park: documented to fail with the inherited-runtime message.
                 let e = child.wait().unwrap_err();
                 assert!(e.to_string().contains("fork"), "{e}");
+                // So would reading a child's output: an error as well, not a panic.
+                let e = sh("echo out").output().unwrap_err();
+                assert!(e.to_string().contains("fork"), "{e}");
                 child.kill().unwrap();
                 let start = Instant::now();
                 let status = loop {
@@ -1413,11 +1416,11 @@ fn fork_select_scenario() {
 
 /// The module docs send a fork child that wants to run a program to `Command` ("the way
 /// that never forks"), and the thread that forked goes on as a kernel thread. From a
-/// thread of a one-to-one runtime, though, `output()` spawns a helper thread to read
-/// stderr (`Child::wait_with_output`), onto the inherited runtime, which refuses: the
-/// child panics instead of getting the output. (`status()` works: it only waits.)
+/// thread of a one-to-one runtime, `output()` used to spawn a helper thread to read stderr
+/// (`Child::wait_with_output`), onto the inherited runtime, which refused: the child
+/// panicked instead of getting the output. A kernel thread now reads both pipes itself,
+/// polling them, as std does.
 #[test]
-#[ignore = "BUG: Command::output panics in the fork child of a one-to-one runtime's thread"]
 fn command_output_in_the_fork_child_of_a_one_to_one_thread() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_ONE_TO_ONE");
 }

@@ -3,10 +3,11 @@
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 
-use super::pipe::{ChildStderr, ChildStdin, ChildStdout};
+use super::pipe::{read_both_polling, ChildStderr, ChildStdin, ChildStdout};
 use super::{ExitStatus, Output};
 use crate::io::Interest;
 use crate::park::WaitReason;
+use crate::sched::context;
 
 /// A child process started by [`crate::process::Command`], as `std::process::Child`.
 ///
@@ -111,24 +112,41 @@ impl Child {
     /// Closes stdin, reads all of stdout and stderr (the ones that were piped) at the same
     /// time, and waits for the child, as std's `wait_with_output`; parks only the calling
     /// green thread.
+    ///
+    /// On a green thread the two pipes are read by two green threads (this one and a
+    /// scoped one), each waiting through the reactor. On a kernel thread (one-to-one, or
+    /// outside any runtime) this thread reads both, polling them (`poll(2)`) as std does:
+    /// no helper thread, which a one-to-one runtime inherited by a fork child could not
+    /// spawn anyway. On the green thread that called `fork()`, in the child, it fails
+    /// with the inherited-runtime message, as [`Child::wait`] does there (`fork.rs`).
     pub fn wait_with_output(mut self) -> io::Result<Output> {
         drop(self.stdin.take());
         let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
-        // Both at once, or a child that fills the pipe we are not reading would wait for
-        // us while we wait for the other: stderr on a thread of its own.
-        let (stdout, stderr) = crate::scope(|s| {
-            let err = s.spawn(move || read_all(stderr));
-            let out = read_all(stdout);
-            let err = err
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (out, err)
-        });
+        let read = if crate::fork::on_inherited_green_thread() {
+            Err(crate::fork::inherited_error(
+                "read a child's output on the green thread that called fork()",
+            ))
+        } else if context::current_green().is_none() {
+            read_both_polling(stdout.as_ref(), stderr.as_ref())
+        } else {
+            // Both at once, or a child that fills the pipe we are not reading would wait
+            // for us while we wait for the other: stderr on a thread of its own.
+            crate::scope(|s| {
+                let err = s.spawn(move || read_all(stderr));
+                let out = read_all(stdout);
+                let err = err
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                Ok((out?, err?))
+            })
+        };
+        // Reaped even if a read failed.
         let status = self.wait()?;
+        let (stdout, stderr) = read?;
         Ok(Output {
             status,
-            stdout: stdout?,
-            stderr: stderr?,
+            stdout,
+            stderr,
         })
     }
 }

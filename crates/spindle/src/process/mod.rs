@@ -5,7 +5,9 @@
 //! [`Command::status`] or [`Command::output`]. Waiting for the child ([`Child::wait`]) and
 //! reading or writing its piped stdin, stdout and stderr ([`ChildStdin`], [`ChildStdout`],
 //! [`ChildStderr`]) park only the calling green thread; from a kernel thread (one-to-one,
-//! or outside any runtime) they block it, as std's do.
+//! or outside any runtime) they block it, as std's do. [`Command::output`] reads stdout and
+//! stderr at the same time: with two green threads on a green thread, and on a kernel
+//! thread from that thread alone, polling both pipes as std does (no helper thread).
 //!
 //! ```
 //! use spindle::process::Command;

@@ -5,6 +5,10 @@
 //! written like a spindle socket: try the call, and on `WouldBlock` wait for the descriptor
 //! through the worker's reactor, parking only the green thread (`net`'s "How a call
 //! waits").
+//!
+//! [`read_both_polling`] is `Child::wait_with_output` on a kernel thread: it reads a
+//! child's stdout and stderr at the same time from the calling thread alone, as std does
+//! on Unix.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -34,6 +38,21 @@ impl PipeEnd {
         )
     }
 
+    /// Reads what the pipe holds now onto the end of `buf`, until it would block: true at
+    /// end of file, false when the pipe is empty but still open. Never waits.
+    fn read_available(&self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            buf.reserve(READ_CHUNK);
+            match rustix::io::read(&self.0, rustix::buffer::spare_capacity(buf)) {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         crate::net::retry(
             self.0.as_fd(),
@@ -48,6 +67,58 @@ impl PipeEnd {
     fn into_blocking(self) -> io::Result<OwnedFd> {
         rustix::io::ioctl_fionbio(&self.0, false)?;
         Ok(self.0)
+    }
+}
+
+/// Room made in the buffer before each read of [`PipeEnd::read_available`]: a pipe's
+/// default capacity, so that a full pipe is emptied in one call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads `out` and `err` (each if piped) to their ends at the same time from the calling
+/// kernel thread, which blocks in `poll(2)` on the ones still open and reads whichever is
+/// ready, as std's `wait_with_output` does on Unix. Reading one pipe to its end before the
+/// other would deadlock with a child that fills the other meanwhile. For a kernel thread
+/// only (one-to-one, or outside any runtime): a green thread would block its worker.
+pub(super) fn read_both_polling(
+    out: Option<&ChildStdout>,
+    err: Option<&ChildStderr>,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut open = [out.map(|e| &e.0), err.map(|e| &e.0)];
+    let mut got = [Vec::new(), Vec::new()];
+    loop {
+        let waiting: Vec<usize> = (0..2).filter(|&i| open[i].is_some()).collect();
+        if waiting.is_empty() {
+            let [out, err] = got;
+            return Ok((out, err));
+        }
+        let ready: Vec<usize> = {
+            let mut fds: Vec<PollFd<'_>> = waiting
+                .iter()
+                .filter_map(|&i| open[i])
+                .map(|end| PollFd::new(&end.0, PollFlags::IN))
+                .collect();
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            // Readable, at end of file (`POLLHUP`) or failed (`POLLERR`): the read says
+            // which.
+            waiting
+                .iter()
+                .zip(&fds)
+                .filter(|(_, fd)| !fd.revents().is_empty())
+                .map(|(&i, _)| i)
+                .collect()
+        };
+        for i in ready {
+            if let Some(end) = open[i] {
+                if end.read_available(&mut got[i])? {
+                    open[i] = None;
+                }
+            }
+        }
     }
 }
 
