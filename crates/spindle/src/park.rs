@@ -216,9 +216,9 @@ pub(crate) fn park(reason: WaitReason) {
     match context::current_green() {
         Some(task) => park_green(task, reason, None),
         None => {
-            context::show_kernel_wait(reason);
+            context::show_kernel_wait(reason, None);
             std::thread::park();
-            context::show_kernel_wait(WaitReason::None);
+            context::show_kernel_wait(WaitReason::None, None);
         }
     }
 }
@@ -235,9 +235,9 @@ pub(crate) fn park_until(reason: WaitReason, deadline: Instant) {
                 // green thread's park).
                 std::thread::park_timeout(Duration::ZERO);
             } else {
-                context::show_kernel_wait(reason);
+                context::show_kernel_wait(reason, Some(deadline));
                 std::thread::park_timeout(timeout);
-                context::show_kernel_wait(WaitReason::None);
+                context::show_kernel_wait(WaitReason::None, None);
             }
         }
     }
@@ -273,7 +273,7 @@ pub(crate) fn sleep_until(deadline: Instant) {
             }
         }
         None => {
-            context::show_kernel_wait(WaitReason::Sleep);
+            context::show_kernel_wait(WaitReason::Sleep, Some(deadline));
             loop {
                 let now = Instant::now();
                 if now >= deadline {
@@ -281,7 +281,7 @@ pub(crate) fn sleep_until(deadline: Instant) {
                 }
                 std::thread::sleep(deadline - now);
             }
-            context::show_kernel_wait(WaitReason::None);
+            context::show_kernel_wait(WaitReason::None, None);
         }
     }
 }

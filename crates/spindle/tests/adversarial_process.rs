@@ -2324,12 +2324,12 @@ fn captures_near_the_guard_page_scenario() {
 }
 
 /// `ThreadState::Sleeping { until }` is "when it wakes up" and `Parked { until }` "when the
-/// wait times out": a one-to-one thread sleeping or parked with a timeout is listed with
-/// the right reason but with `until` as the dump's own time (sleep) or `None` (park):
-/// snapshot.rs builds them from the reason alone (`kernel_threads`). Green threads get
-/// both right (checked alongside).
+/// wait times out": a one-to-one thread sleeping or parked with a timeout used to be
+/// listed with the right reason but with `until` as the dump's own time (sleep) or `None`
+/// (park): snapshot.rs built them from the reason alone. A kernel thread now publishes its
+/// deadline with its reason (`task/kernel_wait.rs`). Green threads get both right
+/// (checked alongside).
 #[test]
-#[ignore = "BUG: one-to-one threads are listed without their deadlines (sleep: now; park_timeout: None)"]
 fn one_to_one_deadlines_are_listed() {
     let _watchdog = Watchdog::new("one_to_one_deadlines_are_listed", HANG);
     for model in [Model::ManyToOne, Model::OneToOne] {

@@ -43,6 +43,18 @@ pub(crate) fn exact_stamp() -> u64 {
     micros
 }
 
+/// The stamp of `t` (after the epoch, as every deadline a thread waits for is), rounded up
+/// to the next microsecond: a deadline shown from it is never before `t`.
+pub(crate) fn stamp_rounded_up(t: Instant) -> u64 {
+    let since = t.saturating_duration_since(epoch());
+    let micros = since.as_micros() as u64;
+    if since.subsec_nanos() % 1000 == 0 {
+        micros
+    } else {
+        micros.saturating_add(1)
+    }
+}
+
 /// The instant a stamp stands for.
 pub(crate) fn instant_of(stamp: u64) -> Instant {
     epoch() + Duration::from_micros(stamp)

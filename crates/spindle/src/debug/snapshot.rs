@@ -165,15 +165,13 @@ fn kernel_threads(rt: &OneToOneShared, runtime: u64) -> Vec<ThreadInfo> {
         .iter()
         .map(|(t, stack_size)| {
             let tid = t.kernel_tid.load(Relaxed);
-            let state = match WaitReason::from_u8(t.kernel_wait.load(Relaxed)) {
-                WaitReason::None => ThreadState::Running,
-                WaitReason::Sleep => ThreadState::Sleeping {
-                    until: Instant::now(),
+            let state = match t.kernel_wait.get() {
+                (WaitReason::None, _) => ThreadState::Running,
+                // park.rs shows every sleep with its deadline.
+                (WaitReason::Sleep, until) => ThreadState::Sleeping {
+                    until: until.unwrap_or_else(Instant::now),
                 },
-                reason => ThreadState::Parked {
-                    reason,
-                    until: None,
-                },
+                (reason, until) => ThreadState::Parked { reason, until },
             };
             ThreadInfo {
                 id: t.id,

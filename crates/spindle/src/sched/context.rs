@@ -124,15 +124,17 @@ pub(crate) fn current_thread() -> Thread {
         .unwrap_or_else(|_| record())
 }
 
-/// Shows `reason` as what this kernel thread waits for in dumps, if spindle has a record
-/// of it (a thread of a one-to-one runtime always has one).
-pub(crate) fn show_kernel_wait(reason: crate::park::WaitReason) {
+/// Shows `reason` as what this kernel thread waits for in dumps, until `deadline` (if it
+/// has one), if spindle has a record of it (a thread of a one-to-one runtime always has
+/// one). `WaitReason::None` (with no deadline) once the wait is over.
+pub(crate) fn show_kernel_wait(
+    reason: crate::park::WaitReason,
+    deadline: Option<std::time::Instant>,
+) {
     // Nothing to show once the record is destroyed (see `current_thread`).
     let _ = KERNEL_SELF.try_with(|k| {
         if let Some(t) = k.get() {
-            t.inner
-                .kernel_wait
-                .store(reason as u8, std::sync::atomic::Ordering::Relaxed);
+            t.inner.kernel_wait.show(reason, deadline);
         }
     });
 }

@@ -7,10 +7,12 @@
 //! - [`park_word`] is a green thread's park state machine (model-checked with loom).
 //! - [`local`] is green-thread-local storage (`spindle::local!`): values that belong to the
 //!   running thread and are dropped when it finishes.
+//! - [`kernel_wait`] is what a kernel thread waits for, and until when, for dumps.
 //! - [`packet`] carries a thread's result to its `JoinHandle`; [`scope`] waits for scoped
 //!   threads.
 
 pub(crate) mod green;
+pub(crate) mod kernel_wait;
 pub(crate) mod local;
 pub(crate) mod packet;
 pub(crate) mod park_word;

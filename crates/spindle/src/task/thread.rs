@@ -101,8 +101,8 @@ pub(crate) struct ThreadInner {
     pub(crate) spawned: u64,
     /// A kernel thread's id (`gettid`), once it runs; 0 before, and for green threads.
     pub(crate) kernel_tid: std::sync::atomic::AtomicI32,
-    /// What a kernel thread waits for in spindle (a `WaitReason` discriminant), for dumps.
-    pub(crate) kernel_wait: std::sync::atomic::AtomicU8,
+    /// What a kernel thread waits for in spindle, and until when, for dumps.
+    pub(crate) kernel_wait: crate::task::kernel_wait::KernelWait,
 }
 
 /// The fields `ThreadInner::new` writes one by one: adding a field to the record without
@@ -154,7 +154,8 @@ impl ThreadInner {
             };
             std::ptr::addr_of_mut!((*p).spawned).write(spawned);
             std::ptr::addr_of_mut!((*p).kernel_tid).write(std::sync::atomic::AtomicI32::new(0));
-            std::ptr::addr_of_mut!((*p).kernel_wait).write(std::sync::atomic::AtomicU8::new(0));
+            std::ptr::addr_of_mut!((*p).kernel_wait)
+                .write(crate::task::kernel_wait::KernelWait::new());
             std::ptr::addr_of_mut!((*p).id).write(ThreadId::next());
             std::ptr::addr_of_mut!((*p).name).write(name);
             std::ptr::addr_of_mut!((*p).locals).write(LocalMap::new());
