@@ -102,12 +102,14 @@
 //! the green thread that forked, spawn onto the new runtime from inside that `block_on`).
 //! To start programs, [`crate::process::Command`] never forks at all.
 //!
-//! ## The handlers (`pthread_atfork`, registered when the first runtime is built)
+//! ## The handlers (`pthread_atfork`)
+//!
+//! Registered when the first runtime is built, or the dump signal is first installed.
 //!
 //! 1. *prepare* (in the parent, before the copy): take the process-wide lock that every
 //!    one-time initialization of spindle holds while it runs ([`once_init`]: the io_uring
 //!    probe and the installation of the signal handlers for stack overflows and CPU
-//!    sampling). Taking it waits for an initialization in progress on another thread, so
+//!    sampling; [`under_init_lock`]: the dump signal's pipe and reader). Taking it waits for an initialization in progress on another thread, so
 //!    that none is copied half-done: a child that found one would wait forever for a thread
 //!    it does not have.
 //! 2. *parent* (after the copy): release it.
@@ -115,10 +117,11 @@
 //!    takes to make the parent's runtimes inherited and its wait-queue entries stale);
 //!    move the thread id counter to a fresh block and remember the mark; if this thread is
 //!    a green thread, forget its worker (`CURRENT_WORKER`) and ban its switches (the ban
-//!    `suspend` checks anyway, so the running green thread pays nothing for it); release
-//!    the lock. All of it is loads and stores (thread-locals, two atomics) and a mutex
-//!    unlock, which may call `futex(FUTEX_WAKE)`: all async-signal-safe, as code between
-//!    `fork()` and `exec()` must be.
+//!    `suspend` checks anyway, so the running green thread pays nothing for it); forget the
+//!    dump signal's pipe, which is the parent's (`debug/signal.rs`); release the lock. All
+//!    of it is loads and stores (thread-locals, two atomics) and a mutex unlock, which may
+//!    call `futex(FUTEX_WAKE)`: all async-signal-safe, as code between `fork()` and
+//!    `exec()` must be.
 //!
 //! The lock order is that single lock, taken last: `pthread_atfork` runs prepare handlers
 //! registered after spindle's first. So an initialization under it must never fork, nor
@@ -303,7 +306,16 @@ fn lock_init() -> MutexGuard<'static, ()> {
     INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Registers the fork handlers, once per process. Called when a runtime is built.
+/// Runs `f` under the lock that `fork()` takes (see the module docs), so that no fork child
+/// inherits what `f` does half-done. `f` must not fork, nor wait for a thread that may be
+/// forking, nor register fork handlers.
+pub(crate) fn under_init_lock<R>(f: impl FnOnce() -> R) -> R {
+    let _held = lock_init();
+    f()
+}
+
+/// Registers the fork handlers, once per process. Called when a runtime is built and when
+/// the dump signal is installed (`debug/signal.rs`).
 ///
 /// Not a `Once`: a thread registering blocks in `pthread_atfork` while another thread
 /// forks, and a child that inherited a `Once` in the middle of running would wait for it
@@ -346,5 +358,6 @@ extern "C" fn child() {
         context::set_current_worker(std::ptr::null());
         context::set_switch_ban(SwitchBan::InheritedAcrossFork);
     }
+    crate::debug::forget_inherited_dump_pipe();
     let _ = HELD_ACROSS_FORK.try_with(|h| drop(h.borrow_mut().take()));
 }

@@ -1438,13 +1438,13 @@ fn fork_one_to_one_output_scenario() {
     assert_fork_child_ok(child, "Command::output in the child");
 }
 
-/// The dump signal across a fork: signal.rs says the child inherits the handler and the
-/// pipe but not the reader thread, and that calling `install_dump_signal` again in the
-/// child starts its own. It starts it on the *same* pipe, shared with the parent's reader,
-/// which was blocked in `read` first: the child's signal wakes the parent's reader (pipe
-/// readers wake in FIFO order), so the parent dumps and the child never does.
+/// The dump signal across a fork: the child inherits the handler and the pipe but not the
+/// reader thread, and calling `install_dump_signal` again in the child starts its own. It
+/// used to start it on the *same* pipe, shared with the parent's reader, which was blocked
+/// in `read` first: the child's signal woke the parent's reader (pipe readers wake in FIFO
+/// order), so the parent dumped and the child never did. The child now gets a pipe of its
+/// own (signal.rs, "Across fork()").
 #[test]
-#[ignore = "BUG: after fork, install_dump_signal in the child reuses the parent's pipe: the parent answers the child's signal"]
 fn the_dump_signal_of_a_fork_child_dumps_the_child() {
     run_in_child_process("SPINDLE_ADV_PROC_FORK_DUMP_SIGNAL");
 }

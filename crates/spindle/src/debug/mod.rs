@@ -73,6 +73,7 @@ pub use info::{
     Backtrace, Frame, RuntimeInfo, Snapshot, Symbol, ThreadInfo, ThreadState, WorkerInfo,
 };
 pub use request::ANSWER_TIMEOUT;
+pub(crate) use signal::forget_inherited_pipe as forget_inherited_dump_pipe;
 pub use signal::install_dump_signal;
 
 /// Every thread of every live spindle runtime of the process, without backtraces.

@@ -9,22 +9,43 @@
 //! coalesced into at most one more dump by the pipe (its write end is non-blocking, so a
 //! full pipe drops the byte instead of blocking the handler).
 //!
-//! A fork child inherits the handler and the pipe, but not the thread: calling
-//! [`install_dump_signal`] again in the child starts its own.
+//! ## Across fork()
+//!
+//! A fork child inherits the handler and the pipe, but not the reader thread, and the pipe
+//! is shared with the parent, whose reader would answer the child's signals with a dump
+//! of the parent. So the child must not write into it:
+//!
+//! 1. the fork handler for the child (`fork.rs`, step 3; [`install_dump_signal`] registers
+//!    the handlers, so a process that installed the signal without building a runtime has
+//!    them too) forgets the write end: it stores -1 into [`WRITE_END`], one atomic store,
+//!    async-signal-safe. From then on the inherited handler does nothing in the child;
+//! 2. [`install_dump_signal`] called again in the child finds that the pipe was made in
+//!    another process (its [`Provenance`]) and makes a fresh pipe and reader of the
+//!    child's own, publishing the new write end once the reader is started.
+//!
+//! The child's copies of the parent's two descriptors stay open (they are close-on-exec):
+//! the read end belonged to the parent's reader, whose record is not reachable here, and
+//! the write end is never closed, since a handler may have loaded its number.
+//!
+//! The pipe is made and the reader started under the lock `fork()` takes (`fork.rs`,
+//! [`crate::fork::under_init_lock`]), so a fork child never inherits an installation
+//! half-done, nor the lock of [`INSTALLED`] held by a thread it does not have.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::AtomicI32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
 use crate::fork::Provenance;
 
-/// The pipe's write end, for the handler; -1 until installed.
+/// The pipe's write end, for the handler; -1 until installed, and in a fork child until
+/// installed there (module docs).
 static WRITE_END: AtomicI32 = AtomicI32::new(-1);
 
-/// The pipe's read end and the process its reader thread runs in.
-static READER: Mutex<Option<(OwnedFd, Option<Provenance>)>> = Mutex::new(None);
+/// The process whose pipe and reader thread are in place (`None` before the first
+/// installation). Locked only under [`crate::fork::under_init_lock`].
+static INSTALLED: Mutex<Option<Provenance>> = Mutex::new(None);
 
 /// On `signal` (SIGQUIT is the usual choice: `kill -QUIT`, or Ctrl-\ in a terminal), write
 /// [`dump_text`](super::dump_text) to stderr and go on running. May be called again, for
@@ -74,34 +95,41 @@ pub fn install_dump_signal(signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes the pipe once, and starts the reader thread if this process has none.
+/// Makes the pipe and starts the reader thread, unless this process has them: once per
+/// process, and again in a fork child (module docs).
 fn start_reader() -> io::Result<()> {
-    let mut reader = READER.lock().unwrap_or_else(|e| e.into_inner());
-    if reader.is_none() {
+    // Outside the lock: registering waits for a fork in progress, which waits for the lock.
+    crate::fork::register_handlers();
+    crate::fork::under_init_lock(|| {
+        let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+        if installed.is_some_and(|p| !p.is_inherited()) {
+            return Ok(());
+        }
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         rustix::fs::fcntl_setfl(&write, rustix::fs::OFlags::NONBLOCK)?;
+        // The write end is published only once the reader is started: if it cannot be,
+        // both ends are closed, and a handler writing into a pipe with no read end left
+        // would raise SIGPIPE.
+        std::thread::Builder::new()
+            .name("spindle-dump".into())
+            .spawn(move || read_and_dump(read))?;
         // The write end lives as long as the process: the handler may use it at any time.
         let write = std::mem::ManuallyDrop::new(write);
         WRITE_END.store(write.as_raw_fd(), Relaxed);
-        *reader = Some((read, None));
-    }
-    let (read, started_in) = reader.as_mut().expect("made above");
-    if started_in.is_some_and(|p| !p.is_inherited()) {
-        return Ok(());
-    }
-    let fd = rustix::io::fcntl_dupfd_cloexec(&*read, 0)?;
-    std::thread::Builder::new()
-        .name("spindle-dump".into())
-        .spawn(move || read_and_dump(fd))?;
-    *started_in = Some(Provenance::here());
-    Ok(())
+        *installed = Some(Provenance::here());
+        Ok(())
+    })
+}
+
+/// Step 1 of "Across fork()" (module docs), in the fork child's handler: the inherited
+/// dump handler stops writing into the parent's pipe. Async-signal-safe: one atomic store.
+pub(crate) fn forget_inherited_pipe() {
+    WRITE_END.store(-1, Relaxed);
 }
 
 /// The reader thread: a dump per byte, until the pipe is closed (never, in practice).
 fn read_and_dump(fd: OwnedFd) {
-    // SAFETY: `fd` is an open descriptor we own (a duplicate of the read end); the `File`
-    // takes it over.
-    let mut pipe = unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+    let mut pipe = std::fs::File::from(fd);
     let mut byte = [0u8; 64];
     loop {
         match io::Read::read(&mut pipe, &mut byte) {
