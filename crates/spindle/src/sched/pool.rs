@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, SeqCst};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer};
 
@@ -105,49 +105,74 @@ pub(crate) struct PoolShared {
 /// once it has none; `u64::MAX` until it has looked) and cancels a thread only when no
 /// other worker has published a younger one. Published values only go down, so a worker
 /// may cache the others' maximum and skip the lock while its own threads are younger.
+///
+/// Waiting for a turn is the worker's (`Worker::wait_cancel_turn`): it sleeps in its
+/// reactor, so that it still answers dump requests, and whoever changes a published value
+/// wakes the other workers (`PoolShared::publish_cancel_turn`, `cancel_done`; the protocol
+/// is in sched/README.md, "Runtime shutdown").
 pub(crate) struct CancelOrder {
     youngest: Mutex<Vec<Option<u64>>>,
-    changed: Condvar,
 }
 
 impl CancelOrder {
     fn new(workers: usize) -> CancelOrder {
         CancelOrder {
             youngest: Mutex::new(vec![Some(u64::MAX); workers]),
-            changed: Condvar::new(),
         }
     }
 
-    /// Worker `me` wants to cancel its thread of start sequence `seq`: publishes it and
-    /// waits until no other worker has a younger one. Returns the others' youngest at that
-    /// point, an upper bound the caller may cache.
-    pub(crate) fn wait_turn(&self, me: usize, seq: u64) -> Option<u64> {
+    /// Worker `me` wants to cancel its thread of start sequence `seq`: publishes it, and
+    /// says whether the value changed and, if no other worker has published a younger one
+    /// (its turn), the others' youngest: an upper bound the caller may cache.
+    fn publish(&self, me: usize, seq: u64) -> (bool, Option<Option<u64>>) {
         let mut v = self.youngest.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = v[me] != Some(seq);
         v[me] = Some(seq);
-        self.changed.notify_all();
-        loop {
-            let others = v
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != me)
-                .filter_map(|(_, s)| *s)
-                .max();
-            if others.is_none_or(|o| o <= seq) {
-                return others;
-            }
-            v = self.changed.wait(v).unwrap_or_else(|e| e.into_inner());
-        }
+        let others = v
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != me)
+            .filter_map(|(_, s)| *s)
+            .max();
+        (changed, others.is_none_or(|o| o <= seq).then_some(others))
     }
 
     /// Worker `me` has no started thread left (or never started).
-    pub(crate) fn done(&self, me: usize) {
+    fn done(&self, me: usize) {
         let mut v = self.youngest.lock().unwrap_or_else(|e| e.into_inner());
         v[me] = None;
-        self.changed.notify_all();
     }
 }
 
 impl PoolShared {
+    /// Worker `me` publishes its next victim's start sequence `seq` in the cancellation
+    /// order (`CancelOrder`), waking the other workers if that changed it. Its turn:
+    /// `Some` of the others' youngest; else `None`, and the caller waits (step 1 of the
+    /// protocol in sched/README.md, "Runtime shutdown"; this is also step 3).
+    pub(crate) fn publish_cancel_turn(&self, me: usize, seq: u64) -> Option<Option<u64>> {
+        let (changed, turn) = self.cancel_order.publish(me, seq);
+        if changed {
+            self.notify_other_workers(me);
+        }
+        turn
+    }
+
+    /// Worker `me` has no started thread left, or never started: it is out of the
+    /// cancellation order, and the other workers are woken (step 3).
+    pub(crate) fn cancel_done(&self, me: usize) {
+        self.cancel_order.done(me);
+        self.notify_other_workers(me);
+    }
+
+    /// Wakes every worker but `me` as a remote waker does (the hint, then the wake).
+    fn notify_other_workers(&self, me: usize) {
+        for (i, w) in self.workers.iter().enumerate() {
+            if i != me {
+                w.notify();
+            }
+        }
+    }
+
     /// Whether the runtime has been dropped (or has shut itself down).
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shutdown.load(SeqCst)
@@ -331,7 +356,7 @@ impl GreenRuntime {
                     // that never started must not be waited for.
                     let missing = n - index;
                     for never_started in index..n {
-                        pool.cancel_order.done(never_started);
+                        pool.cancel_done(never_started);
                     }
                     pool.running.fetch_sub(missing - 1, AcqRel);
                     drop(pool.worker_exited());

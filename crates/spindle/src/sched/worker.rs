@@ -166,8 +166,9 @@ impl WorkerShared {
     }
 
     /// The waker's half of the idle-sleep protocol (sched/README.md): publish the hint,
-    /// then wake the worker if it may be asleep.
-    fn notify(&self) {
+    /// then wake the worker if it may be asleep. Also how a worker waiting for its turn
+    /// in the cancellation order learns of a change (`PoolShared::publish_cancel_turn`).
+    pub(crate) fn notify(&self) {
         self.inbox_hint.store(true, SeqCst);
         if self.sleeping.load(SeqCst) {
             self.unpark();
@@ -1049,7 +1050,7 @@ impl Worker {
                 }
             }
         }
-        self.pool.cancel_order.done(self.index);
+        self.pool.cancel_done(self.index);
         {
             let mut inbox = self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner());
             inbox.closed = true;
@@ -1064,12 +1065,27 @@ impl Worker {
     }
 
     /// Waits, if need be, until no other worker of the runtime has a started thread younger
-    /// than `seq` (`CancelOrder`); `others` caches what we last learnt of them.
+    /// than `seq` (`CancelOrder`); `others` caches what we last learnt of them. Sleeps in
+    /// the reactor meanwhile, answering dump requests (sched/README.md, "Runtime
+    /// shutdown", steps 1 and 2).
     fn wait_cancel_turn(&self, seq: u64, others: &mut Option<u64>) {
         if self.pool.workers.len() == 1 || others.is_none_or(|o| o <= seq) {
             return;
         }
-        *others = self.pool.cancel_order.wait_turn(self.index, seq);
+        loop {
+            // Step 1: the inbox first, which clears the hint before the order is read.
+            self.drain_inbox();
+            if let Some(turn) = self.pool.publish_cancel_turn(self.index, seq) {
+                *others = turn;
+                return;
+            }
+            // Step 2: the inbox handshake of `idle`: announce, re-check, sleep.
+            self.shared.sleeping.store(true, SeqCst);
+            if !self.shared.inbox_hint.load(SeqCst) {
+                self.shared.reactor.poll(None);
+            }
+            self.shared.sleeping.store(false, Relaxed);
+        }
     }
 
     /// Shutdown with migration on: waits until every thread still running on a kernel
