@@ -222,6 +222,12 @@ pub(crate) fn inherited_error(what: &str) -> io::Error {
     io::Error::other(format!("spindle: cannot {what}: {WHAT_TO_DO}"))
 }
 
+/// Whether this process is a fork child (of a process that had spindle's fork handlers
+/// registered): a thread of an ancestor may have held any lock at the fork.
+pub(crate) fn is_fork_child() -> bool {
+    GENERATION.load(Relaxed) != 0
+}
+
 /// Whether the thread with `id` was alive in an ancestor process and not made in this one:
 /// it does not exist here.
 pub(crate) fn belongs_to_parent(id: ThreadId) -> bool {

@@ -27,6 +27,9 @@
 //! the read end belonged to the parent's reader, whose record is not reachable here, and
 //! the write end is never closed, since a handler may have loaded its number.
 //!
+//! In a fork child the reader writes its dumps without std's stderr lock, which a thread
+//! of the parent may have held at the fork ([`write_to_stderr`]).
+//!
 //! The pipe is made and the reader started under the lock `fork()` takes (`fork.rs`,
 //! [`crate::fork::under_init_lock`]), so a fork child never inherits an installation
 //! half-done, nor the lock of [`INSTALLED`] held by a thread it does not have.
@@ -134,12 +137,33 @@ fn read_and_dump(fd: OwnedFd) {
     loop {
         match io::Read::read(&mut pipe, &mut byte) {
             Ok(0) => return,
-            Ok(_) => {
-                let dump = super::dump_text();
-                let _ = io::stderr().lock().write_all(dump.as_bytes());
-            }
+            Ok(_) => write_to_stderr(super::dump_text().as_bytes()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
+        }
+    }
+}
+
+/// Writes a dump to stderr: through std's stderr lock, so that it does not interleave
+/// with other std output, except in a fork child. There a thread of the parent may have
+/// held that lock at the fork (writing anything to stderr, this reader included), and the
+/// child's copy then stays locked by a thread that does not exist: the dump is written
+/// with `write(2)` on descriptor 2 directly, as `fork.rs` writes its messages.
+fn write_to_stderr(text: &[u8]) {
+    if !crate::fork::is_fork_child() {
+        let _ = io::stderr().lock().write_all(text);
+        return;
+    }
+    let mut rest = text;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes; descriptor 2 is only
+        // written to (if it is closed, the call fails with EBADF).
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            n if n > 0 => rest = &rest[n as usize..],
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            // Stderr closed or failing: the dump is lost, as std's write would lose it.
+            _ => return,
         }
     }
 }
