@@ -104,7 +104,8 @@
 //!
 //! ## The handlers (`pthread_atfork`)
 //!
-//! Registered when the first runtime is built, or the dump signal is first installed.
+//! Registered when the first runtime is built, the dump signal is first installed, or a
+//! wait queue first links a waiter.
 //!
 //! 1. *prepare* (in the parent, before the copy): take the process-wide lock that every
 //!    one-time initialization of spindle holds while it runs ([`once_init`]: the io_uring
@@ -320,16 +321,31 @@ pub(crate) fn under_init_lock<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Registers the fork handlers, once per process. Called when a runtime is built and when
-/// the dump signal is installed (`debug/signal.rs`).
+/// Whether the fork handlers are registered (or being registered).
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Registers the fork handlers, once per process. Called when a runtime is built, when the
+/// dump signal is installed (`debug/signal.rs`), and when a wait queue first links a
+/// waiter (`sync/wait_list.rs`): the primitives work on plain kernel threads without any
+/// runtime, and a fork child must know the parent's waiters for stale then too. After the
+/// first call, one relaxed load.
 ///
 /// Not a `Once`: a thread registering blocks in `pthread_atfork` while another thread
 /// forks, and a child that inherited a `Once` in the middle of running would wait for it
 /// forever. The first caller registers; the others go on without waiting (a fork in
-/// between runs no handler of ours: runtimes built then are not marked in that child).
+/// between runs no handler of ours: runtimes built and waiters linked then are not marked
+/// in that child).
+#[inline]
 pub(crate) fn register_handlers() {
-    static REGISTERED: AtomicBool = AtomicBool::new(false);
-    if REGISTERED.load(Relaxed) || REGISTERED.swap(true, Relaxed) {
+    if !REGISTERED.load(Relaxed) {
+        register_handlers_now();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn register_handlers_now() {
+    if REGISTERED.swap(true, Relaxed) {
         return;
     }
     // SAFETY: the three functions are `extern "C"`, cannot unwind (they only lock, unlock

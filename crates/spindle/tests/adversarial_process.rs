@@ -232,6 +232,7 @@ const SCENARIOS: &[(&str, fn())] = &[
         fork_mutex_woken_scenario,
     ),
     ("SPINDLE_ADV_PROC_FORK_SEMAPHORE", fork_semaphore_scenario),
+    ("SPINDLE_ADV_PROC_FORK_NO_RUNTIME", fork_no_runtime_scenario),
     (
         "SPINDLE_ADV_PROC_FORK_SEMAPHORE_HEAD",
         fork_semaphore_head_scenario,
@@ -1253,6 +1254,39 @@ fn fork_semaphore_scenario() {
     let how = common::reap(child);
     sem.add_permits(1);
     join_within(parent_waiter, SETTLE, "the parent's waiter");
+    assert_eq!(how, "exited with status 0");
+}
+
+/// As above, in a process that never built a runtime: the primitives serve plain kernel
+/// threads too, and the child must know their waiters for the parent's all the same (the
+/// fork handlers are registered when a waiter is first queued, not only by a runtime).
+#[test]
+fn fork_child_of_a_process_that_built_no_runtime() {
+    run_in_child_process("SPINDLE_ADV_PROC_FORK_NO_RUNTIME");
+}
+
+fn fork_no_runtime_scenario() {
+    let sem = Arc::new(spindle::sync::Semaphore::new(0));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let parent_waiter = {
+        let sem = sem.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            sem.acquire().forget();
+        })
+    };
+    common::wait_until_in_futex_wait(tid_rx.recv().unwrap());
+    let child = fork_child(|| {
+        sem.add_permits(1);
+        assert!(
+            sem.try_acquire().is_some(),
+            "no runtime was built: the permit added in the child went to the parent's waiter"
+        );
+    });
+    let how = common::reap(child);
+    sem.add_permits(1);
+    parent_waiter.join().unwrap();
     assert_eq!(how, "exited with status 0");
 }
 

@@ -130,6 +130,9 @@ impl<N: Linked> WaitList<N> {
     /// `node` is valid, in no list, and stays valid and unmoved until it is popped or
     /// removed from this list (or a list it is moved to with [`WaitList::append`]).
     pub(crate) unsafe fn push_back(&mut self, node: *const N) {
+        // The stamp below means something in a fork child only if the fork ran our handler
+        // (once per process; a relaxed load after that).
+        fork::register_handlers();
         self.forget_inherited();
         // SAFETY: the caller guarantees `node` is valid; `tail`, if any, is a node of this
         // list and so valid by the contract of the push that put it here.
@@ -152,6 +155,7 @@ impl<N: Linked> WaitList<N> {
     ///
     /// As [`WaitList::push_back`].
     pub(crate) unsafe fn push_front(&mut self, node: *const N) {
+        fork::register_handlers();
         self.forget_inherited();
         // SAFETY: as in `push_back`, with `head` in place of `tail`.
         unsafe {

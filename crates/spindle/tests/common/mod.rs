@@ -282,6 +282,25 @@ pub fn join_kernel<T>(k: std::thread::JoinHandle<T>) -> T {
     k.join().unwrap()
 }
 
+/// Blocks until kernel thread `tid` of this process sleeps in a futex wait (its
+/// `/proc/self/task/TID/wchan`), as a kernel thread parked on a spindle primitive does:
+/// for waiters no runtime lists. Call it once the thread has said it is about to wait.
+pub fn wait_until_in_futex_wait(tid: libc::pid_t) {
+    let start = std::time::Instant::now();
+    let path = format!("/proc/self/task/{tid}/wchan");
+    loop {
+        let wchan = std::fs::read_to_string(&path).unwrap_or_default();
+        if wchan.contains("futex") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "kernel thread {tid} never waited in a futex (wchan {wchan:?})"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Yields until `cond` holds: synchronizes on an event, not on time.
 pub fn wait_until(cond: impl Fn() -> bool) {
     while !cond() {
