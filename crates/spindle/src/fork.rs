@@ -46,8 +46,9 @@
 //!
 //! 1. Each wait-queue entry records the fork generation it was linked in, and a wait list
 //!    never holds entries of two generations (`sync/wait_list.rs`).
-//! 2. The first operation on a list in the child finds its entries stale (linked in an
-//!    earlier generation) and forgets them all at once: the list is empty from then on.
+//! 2. Every operation on a list in the child finds its entries stale (linked in an
+//!    earlier generation) and treats the list as empty; the first that changes the list
+//!    (a push or a pop) forgets them all at once.
 //!    Nothing is written to the entries, which belong to threads that are not here, and
 //!    nothing but their generation is read. Every waker pops through the list, so none
 //!    can reach a parent's entry.

@@ -54,7 +54,9 @@
 //! While a thread holds `LOCKED` and the queue lock, with `WOKEN` clear, nobody else can
 //! change the word: acquiring needs `LOCKED` clear, setting or clearing `WAITERS` needs the
 //! queue lock, and `WOKEN` is set only by unlockers (that is us) or by a condvar requeue
-//! under the queue lock, and cleared only by its owner (there is none while it is clear).
+//! under the queue lock, and cleared only by its owner (there is none while it is clear)
+//! or, in a fork child, under the queue lock when its owner was a parent thread
+//! ("In a fork child" below).
 //!
 //! ## Invariant, and why no wake-up is lost
 //!

@@ -30,8 +30,10 @@
 //!
 //! The cost in a process that never forks: in the slow paths, one load of the head's
 //! generation and one of the process's, compared, per operation on a non-empty list, and
-//! one store per push. The lists of the uncontended paths are empty, and an empty list
-//! reads no generation.
+//! per push a load of the process's generation, a store of it, and a load of whether the
+//! fork handlers are registered (the first push registers them: `fork::register_handlers`).
+//! The lists of the uncontended paths are empty, and an empty list reads no node's
+//! generation.
 
 use std::cell::Cell;
 use std::ptr;
