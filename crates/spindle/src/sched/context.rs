@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::ptr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::sched::one_to_one::OneToOneShared;
@@ -171,7 +172,12 @@ pub(crate) fn suspend(task: &ThreadInner, why: Suspend) {
     let yielder = unsafe { &*yielder };
     let mut why = why;
     loop {
-        match yielder.suspend(why) {
+        // Not settled across the switch (`GreenTask::settled`); relaxed stores, ordered
+        // with the switch by its assembly, which the compiler treats as touching memory.
+        g.settled.store(false, Relaxed);
+        let resume = yielder.suspend(why);
+        g.settled.store(true, Relaxed);
+        match resume {
             Resume::Run => return,
             // The worker wants to know where this thread waits (a dump): say, and wait on.
             Resume::CaptureBacktrace(capture) => {
@@ -224,8 +230,13 @@ pub(crate) fn on_roomy_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if yielder.is_null() {
         return f();
     }
+    let g = task.green();
+    // Not settled on the worker's stack, nor in the switches to and from it.
+    g.settled.store(false, Relaxed);
     // SAFETY: as in `suspend`: the yielder lives in the running coroutine's root frame.
-    unsafe { &*yielder }.on_parent_stack(f)
+    let r = unsafe { &*yielder }.on_parent_stack(f);
+    g.settled.store(true, Relaxed);
+    r
 }
 
 /// Why the green thread on this kernel thread may not switch away, if it may not.

@@ -173,13 +173,19 @@ extern "C" fn on_signal(
 }
 
 /// Walks the interrupted green thread's stack into `capture.frames`, if that is safe:
-/// the thread is the one asked for, the interrupted stack pointer lies on its stack (not
-/// on the worker's, nor in a switch between the two, whose instructions the unwind tables
-/// do not describe while the stack pointer is on the other stack), and this handler runs
-/// on an alternate stack with room for the unwinder. Returns how many frames it kept.
+/// the thread is the one asked for, it is not in a switch (its `settled` flag: the unwind
+/// tables do not describe a switch's instructions, whichever stack the stack pointer is on
+/// at the time, and a walk from inside one crashed), the interrupted stack pointer lies on
+/// its stack (not on the worker's), and this handler runs on an alternate stack with room
+/// for the unwinder. Returns how many frames it kept.
 fn walk(capture: &StallCapture, context: *mut libc::c_void) -> usize {
-    let running = crate::sched::context::current_green().map(|t| t.id.as_u64().get());
-    if running != Some(capture.thread.load(Relaxed)) {
+    let Some(running) = crate::sched::context::current_green() else {
+        return 0;
+    };
+    if running.id.as_u64().get() != capture.thread.load(Relaxed)
+        || !running.green().settled.load(Relaxed)
+    {
+        // Another thread, or this one in a switch (`GreenTask::settled`).
         return 0;
     }
     let Some((low, high)) = crate::stack::running_green_stack() else {

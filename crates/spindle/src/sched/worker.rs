@@ -432,9 +432,22 @@ impl Worker {
             }
         }
         let body = move |yielder: &GreenYielder, _first: Resume| {
-            if let Some(me) = context::current_green() {
+            /// Unsettles the thread (`GreenTask::settled`) as its body ends, before the
+            /// switch out of it.
+            struct Unsettle<'a>(Option<&'a AtomicBool>);
+            impl Drop for Unsettle<'_> {
+                fn drop(&mut self) {
+                    if let Some(settled) = self.0 {
+                        settled.store(false, Relaxed);
+                    }
+                }
+            }
+            let me = context::current_green();
+            let _unsettle = Unsettle(me.map(|me| &me.green().settled));
+            if let Some(me) = me {
                 // SAFETY: `me` is this coroutine's own record, running on its worker.
                 unsafe { (*me.green().local_ptr()).yielder = yielder };
+                me.green().settled.store(true, Relaxed);
             }
             // Cancelled before it ever ran (shutdown resumes it once for this): drop the
             // closure here, on the thread's own stack and as the thread, so that what it

@@ -11,7 +11,7 @@
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,6 +100,13 @@ pub(crate) struct GreenTask {
     pub(crate) cpu_samples: AtomicU64,
     /// The number of the runtime it belongs to (`debug/runtimes.rs`); never changes.
     pub(crate) runtime: u64,
+    /// Whether the thread runs its own code on its own stack: false from just before each
+    /// switch (a suspend, a move to its worker's stack, its end) until the thread runs
+    /// again after it. Written only by the thread itself, read only by a signal handler on
+    /// the same kernel thread (`sched/stall_backtrace.rs`), which must not walk the stack
+    /// in the middle of a switch: the unwind tables do not describe the switch's
+    /// instructions, and a walk from there read wild memory (a crash seen in tests).
+    pub(crate) settled: AtomicBool,
     /// The worker that owns this thread (see [`GreenTask::owner`]).
     owner: UnsafeCell<Arc<WorkerShared>>,
     local: UnsafeCell<GreenLocal>,
@@ -135,6 +142,7 @@ impl GreenTask {
             state: ParkWord::new(),
             cpu_samples: AtomicU64::new(0),
             runtime,
+            settled: AtomicBool::new(false),
             owner: UnsafeCell::new(owner),
             local: UnsafeCell::new(GreenLocal {
                 body,
