@@ -1085,22 +1085,7 @@ fn fork_mutex_release_scenario() {
     common::wait_until_parked(parent_waiter.thread().id(), WaitReason::MutexLock);
     let child = fork_child(|| {
         drop(guard);
-        let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
-        rt.block_on(|| {
-            let held = lock.lock().unwrap();
-            let contender = {
-                let lock = lock.clone();
-                spindle::spawn(move || *lock.lock().unwrap() += 10)
-            };
-            common::wait_until_parked(contender.thread().id(), WaitReason::MutexLock);
-            drop(held);
-            join_within(
-                contender,
-                Duration::from_secs(5),
-                "the child's waiter for the unlocked mutex",
-            );
-        });
-        assert_eq!(*lock.lock().unwrap(), 10);
+        child_waiter_gets_the_mutex(&lock, "the child's waiter for the unlocked mutex");
     });
     // The parent's copy of the guard went with the closure: the parent's waiter gets in.
     let how = common::reap(child);
@@ -1109,6 +1094,39 @@ fn fork_mutex_release_scenario() {
         how, "exited with status 0",
         "the child's second waiter was stranded"
     );
+}
+
+/// Reaps fork child `child`, then lets the parent's waiter through (`release`) and joins
+/// it, and only then asserts that the child exited with status 0 (so a failed child does
+/// not leave the parent's thread waiting).
+fn reap_then_join_the_parent_waiter<T>(
+    child: libc::pid_t,
+    release: impl FnOnce(),
+    parent_waiter: spindle::JoinHandle<T>,
+) -> T {
+    let how = common::reap(child);
+    release();
+    let value = join_within(parent_waiter, SETTLE, "the parent's waiter");
+    assert_eq!(how, "exited with status 0");
+    value
+}
+
+/// In a fork child: a green thread of a new runtime queues for `lock` (which holds 0 and
+/// is free) behind the child's own holder, and must get it when the holder lets go (`what`
+/// names the waiter in the failure); the lock then holds 10.
+fn child_waiter_gets_the_mutex(lock: &Arc<spindle::sync::Mutex<u32>>, what: &str) {
+    let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
+    rt.block_on(|| {
+        let held = lock.lock().unwrap();
+        let contender = {
+            let lock = lock.clone();
+            spindle::spawn(move || *lock.lock().unwrap() += 10)
+        };
+        common::wait_until_parked(contender.thread().id(), WaitReason::MutexLock);
+        drop(held);
+        join_within(contender, Duration::from_secs(5), what);
+    });
+    assert_eq!(*lock.lock().unwrap(), 10);
 }
 
 /// A message sent in a fork child on an unbounded channel whose receiver in the parent is
@@ -1184,22 +1202,10 @@ fn fork_mutex_woken_scenario() {
     // Pops the parent's waiter and makes it the woken one: it cannot run yet.
     drop(guard);
     let child = fork_child(|| {
-        let rt = Runtime::builder().model(Model::ManyToOne).build().unwrap();
-        rt.block_on(|| {
-            let held = lock.lock().unwrap();
-            let contender = {
-                let lock = lock.clone();
-                spindle::spawn(move || *lock.lock().unwrap() += 10)
-            };
-            common::wait_until_parked(contender.thread().id(), WaitReason::MutexLock);
-            drop(held);
-            join_within(
-                contender,
-                Duration::from_secs(5),
-                "the child's waiter for a mutex whose woken waiter stayed in the parent",
-            );
-        });
-        assert_eq!(*lock.lock().unwrap(), 10);
+        child_waiter_gets_the_mutex(
+            &lock,
+            "the child's waiter for a mutex whose woken waiter stayed in the parent",
+        );
     });
     let how = common::reap(child);
     hold.store(false, SeqCst);
@@ -1251,10 +1257,7 @@ fn fork_semaphore_scenario() {
             );
         });
     });
-    let how = common::reap(child);
-    sem.add_permits(1);
-    join_within(parent_waiter, SETTLE, "the parent's waiter");
-    assert_eq!(how, "exited with status 0");
+    reap_then_join_the_parent_waiter(child, || sem.add_permits(1), parent_waiter);
 }
 
 /// As above, in a process that never built a runtime: the primitives serve plain kernel
@@ -1314,10 +1317,7 @@ fn fork_semaphore_head_scenario() {
             "the child's request queued behind the parent's waiter"
         );
     });
-    let how = common::reap(child);
-    sem.add_permits(1);
-    join_within(parent_waiter, SETTLE, "the parent's waiter");
-    assert_eq!(how, "exited with status 0");
+    reap_then_join_the_parent_waiter(child, || sem.add_permits(1), parent_waiter);
 }
 
 /// The forking thread holds a spindle `RwLock` for writing that a parent thread waits to
@@ -1402,11 +1402,14 @@ fn fork_condvar_scenario() {
             );
         });
     });
-    let how = common::reap(child);
-    *pair.0.lock().unwrap() = true;
-    pair.1.notify_one();
-    join_within(parent_waiter, SETTLE, "the parent's waiter");
-    assert_eq!(how, "exited with status 0");
+    reap_then_join_the_parent_waiter(
+        child,
+        || {
+            *pair.0.lock().unwrap() = true;
+            pair.1.notify_one();
+        },
+        parent_waiter,
+    );
 }
 
 /// As [`fork_child_sends_on_a_channel_a_parent_thread_receives_from`], with the parent's
