@@ -276,9 +276,9 @@ pub(crate) fn refuse(what: &str) -> ! {
 #[cold]
 pub(crate) fn end_inherited_green_thread(panicked: bool) -> ! {
     if panicked {
-        write_stderr(
-            "spindle: the green thread that called fork() panicked in the child process; it \
-             was the child's only thread, so the child exits with status 101\n",
+        write_stderr_unlocked(
+            b"spindle: the green thread that called fork() panicked in the child process; it \
+              was the child's only thread, so the child exits with status 101\n",
         );
         std::process::exit(101);
     }
@@ -292,12 +292,22 @@ pub(crate) fn end_inherited_helper() -> ! {
     std::process::exit(0);
 }
 
-/// Writes `msg` to stderr with one `write(2)`, not through std's stderr, whose lock a thread
-/// of the parent may have held at the fork.
-fn write_stderr(msg: &str) {
-    // SAFETY: a valid buffer of `msg.len()` bytes; a short or failed write loses only the
-    // message.
-    let _ = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+/// Writes `text` to stderr with `write(2)` on descriptor 2, not through std's stderr, whose
+/// lock a thread of the parent may have held at the fork (and then holds for good in the
+/// child). Retries short and interrupted writes; if stderr is closed or failing, the rest
+/// is lost, as std's write would lose it.
+pub(crate) fn write_stderr_unlocked(text: &[u8]) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes; descriptor 2 is only
+        // written to (if it is closed, the call fails with EBADF).
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            n if n > 0 => rest = &rest[n as usize..],
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
 
 /// `cell`'s value, initialized by `f` under the lock that `fork()` takes (see the module

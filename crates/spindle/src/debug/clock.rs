@@ -24,8 +24,7 @@ static NOW_MICROS: AtomicU64 = AtomicU64::new(0);
 
 /// A monitor's tick: publishes `now`. Relaxed: a stamp is a hint for humans, not an order.
 pub(crate) fn publish(now: Instant) {
-    let micros = now.saturating_duration_since(epoch()).as_micros() as u64;
-    NOW_MICROS.fetch_max(micros, Relaxed);
+    NOW_MICROS.fetch_max(stamp_of(now), Relaxed);
 }
 
 /// The stamp for a green thread spawned now: one relaxed load.
@@ -36,23 +35,21 @@ pub(crate) fn coarse_stamp() -> u64 {
 
 /// The stamp for a kernel thread created now, from the real clock.
 pub(crate) fn exact_stamp() -> u64 {
-    let micros = Instant::now()
-        .saturating_duration_since(epoch())
-        .as_micros() as u64;
+    let micros = stamp_of(Instant::now());
     NOW_MICROS.fetch_max(micros, Relaxed);
     micros
+}
+
+/// The stamp of `t`: whole microseconds since [`epoch`] (0 before it).
+fn stamp_of(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_micros() as u64
 }
 
 /// The stamp of `t` (after the epoch, as every deadline a thread waits for is), rounded up
 /// to the next microsecond: a deadline shown from it is never before `t`.
 pub(crate) fn stamp_rounded_up(t: Instant) -> u64 {
-    let since = t.saturating_duration_since(epoch());
-    let micros = since.as_micros() as u64;
-    if since.subsec_nanos() % 1000 == 0 {
-        micros
-    } else {
-        micros.saturating_add(1)
-    }
+    let exact = t.saturating_duration_since(epoch()).subsec_nanos() % 1000 == 0;
+    stamp_of(t).saturating_add(u64::from(!exact))
 }
 
 /// The instant a stamp stands for.

@@ -147,24 +147,13 @@ fn read_and_dump(fd: OwnedFd) {
 /// Writes a dump to stderr: through std's stderr lock, so that it does not interleave
 /// with other std output, except in a fork child. There a thread of the parent may have
 /// held that lock at the fork (writing anything to stderr, this reader included), and the
-/// child's copy then stays locked by a thread that does not exist: the dump is written
-/// with `write(2)` on descriptor 2 directly, as `fork.rs` writes its messages.
+/// child's copy then stays locked by a thread that does not exist: the dump goes through
+/// `fork::write_stderr_unlocked`, as `fork.rs`'s own messages do.
 fn write_to_stderr(text: &[u8]) {
-    if !crate::fork::is_fork_child() {
+    if crate::fork::is_fork_child() {
+        crate::fork::write_stderr_unlocked(text);
+    } else {
         let _ = io::stderr().lock().write_all(text);
-        return;
-    }
-    let mut rest = text;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes; descriptor 2 is only
-        // written to (if it is closed, the call fails with EBADF).
-        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-        match n {
-            n if n > 0 => rest = &rest[n as usize..],
-            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            // Stderr closed or failing: the dump is lost, as std's write would lose it.
-            _ => return,
-        }
     }
 }
 

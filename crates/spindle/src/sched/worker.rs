@@ -1092,12 +1092,8 @@ impl Worker {
                 *others = turn;
                 return;
             }
-            // Step 2: the inbox handshake of `idle`: announce, re-check, sleep.
-            self.shared.sleeping.store(true, SeqCst);
-            if !self.shared.inbox_hint.load(SeqCst) {
-                self.shared.reactor.poll(None);
-            }
-            self.shared.sleeping.store(false, Relaxed);
+            // Step 2.
+            self.sleep_until_inbox();
         }
     }
 
@@ -1111,13 +1107,20 @@ impl Worker {
             if self.away().is_empty() {
                 return;
             }
-            // The inbox handshake of `idle`: announce, re-check, sleep.
-            self.shared.sleeping.store(true, SeqCst);
-            if !self.shared.inbox_hint.load(SeqCst) {
-                self.shared.reactor.poll(None);
-            }
-            self.shared.sleeping.store(false, Relaxed);
+            self.sleep_until_inbox();
         }
+    }
+
+    /// Sleeps in the reactor until something is put in the inbox (or any other wake-up),
+    /// with the sleeper's half of the inbox handshake of `idle` (sched/README.md):
+    /// announce, re-check the hint, sleep. For a worker that waits at shutdown for what
+    /// only the inbox can bring; it has no timers left to wake for.
+    fn sleep_until_inbox(&self) {
+        self.shared.sleeping.store(true, SeqCst);
+        if !self.shared.inbox_hint.load(SeqCst) {
+            self.shared.reactor.poll(None);
+        }
+        self.shared.sleeping.store(false, Relaxed);
     }
 
     /// Whether nothing at all is queued on this worker.
