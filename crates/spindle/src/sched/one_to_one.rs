@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::fork::Provenance;
 use crate::sched::context;
-use crate::task::packet::ThreadMain;
+use crate::task::packet::{Completion, ThreadMain};
 use crate::task::scope::ScopeData;
 use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
@@ -171,14 +171,11 @@ where
         // thread-local, maybe before the notice runs.
         let record = me.clone();
         context::set_kernel_self(me);
-        let publication = match child_rt {
-            Some(rt) => context::with_entered(rt, || entry.run_until_publication()),
-            None => entry.run_until_publication(),
-        };
-        if let Some(publication) = publication {
-            publication.store_until_exit();
-            EXIT_NOTICE.with(|notice| notice.0.set(Some(record)));
+        match child_rt {
+            Some(rt) => context::with_entered(rt, || entry.run(Completion::UntilExit)),
+            None => entry.run(Completion::UntilExit),
         }
+        EXIT_NOTICE.with(|notice| notice.0.set(Some(record)));
     };
     let main: Box<dyn FnOnce() + Send + 'a> = Box::new(main);
     // SAFETY: only the lifetime changes. If `'a` is not `'static`, the caller waits for

@@ -22,7 +22,7 @@ use crate::sched::idle::IdleSet;
 use crate::sched::monitor::{self, Monitor, MonitorConfig};
 use crate::sched::worker::{Worker, WorkerShared};
 use crate::task::green::{Body, GreenTask};
-use crate::task::packet::ThreadMain;
+use crate::task::packet::{Completion, ThreadMain};
 use crate::task::scope::ScopeData;
 use crate::task::thread::Thread;
 use crate::task::{ThreadInner, ThreadKind};
@@ -463,7 +463,7 @@ where
     // SAFETY: the entry goes into the record's body below (in the coroutine, or boxed),
     // so the record owns it; it is the record's only entry, for the handle made below.
     let entry = unsafe { ThreadMain::new(&inner, f, scope) };
-    let main = move || entry.run();
+    let main = move || entry.run(Completion::Now);
     let g = inner.green();
     if let Some(parent) = context::current_green() {
         // A child starts after its parent in the shutdown order (`CancelOrder`): its start

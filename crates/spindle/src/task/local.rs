@@ -38,7 +38,7 @@
 //! # When the values are dropped
 //!
 //! A spindle thread (green, or a kernel thread spindle spawned) runs its closure through
-//! `packet::Completer::run_until_publication`. After the closure returns or panics, and
+//! `packet::Completer::run`. After the closure returns or panics, and
 //! before the result is published to the joiner, it calls [`destroy_current`]: the values
 //! are dropped *on the thread itself* (on its green stack, where a destructor may even
 //! park), and a `join` that returns has seen every destructor's effects (the packet's
@@ -46,7 +46,7 @@
 //! spawn, the values are dropped by `KERNEL_GUARD` when the thread exits, like std's.
 //!
 //! A green thread cancelled at runtime shutdown is unwound through the same
-//! `Completer::run_until_publication`, so its values are dropped too; like its other
+//! `Completer::run`, so its values are dropped too; like its other
 //! destructors, theirs must not block then (`context::suspend` aborts a cancelled thread
 //! that tries to).
 //!
@@ -109,7 +109,7 @@
 //! - A map is as long as the highest index the thread used: a thread that uses only the
 //!   thousandth key of a program allocates a thousand small slots. Programs have few keys.
 //! - A green thread cancelled before it ever ran drops its closure on its own stack without
-//!   going through `Completer::run_until_publication`. If a destructor of what the closure
+//!   going through `Completer::run`. If a destructor of what the closure
 //!   captured makes a local value there, that value is leaked with the record rather than
 //!   dropped: the record may be freed on any kernel thread (the last `Arc` may be a
 //!   `JoinHandle`'s), and a `!Send` value must not be dropped there. `LocalMap` has no

@@ -435,13 +435,9 @@ impl<T> Completer<T> {
         }
     }
 
-    fn finish(&mut self, result: std::thread::Result<T>) {
-        self.finish_as(result, false);
-    }
-
-    /// Completes the slot (in one step, or in the first of a kernel thread's two: module
-    /// docs), then tells the scope.
-    fn finish_as(&mut self, result: std::thread::Result<T>, until_exit: bool) {
+    /// Completes the slot as `how` says (at once, or the first of a kernel thread's two
+    /// steps: module docs), then tells the scope.
+    fn finish(&mut self, result: std::thread::Result<T>, how: Completion) {
         // A cancellation is not a panic of the thread's own.
         let panicked = result.as_ref().is_err_and(|e| !e.is::<Cancelled>());
         if !self.done {
@@ -449,7 +445,7 @@ impl<T> Completer<T> {
             // SAFETY: the record outlives us (`Completer::new`'s contract), and we are its
             // only completer, with the handle's `T`.
             unsafe {
-                if until_exit {
+                if how == Completion::UntilExit {
                     (*self.record).result.store_for_exit(result);
                 } else {
                     (*self.record).result.complete(result);
@@ -460,21 +456,19 @@ impl<T> Completer<T> {
             scope.thread_finished(panicked);
         }
     }
-    /// Runs `f`, catching a panic, and drops the thread's local values: all but the
-    /// completion of the record's result slot, which the caller makes with
-    /// [`Publication::publish`] (a green thread) or [`Publication::store_until_exit`] (a
-    /// kernel thread).
-    pub(crate) fn run_until_publication(self, f: impl FnOnce() -> T) -> Publication<T> {
+    /// Runs `f`, catching a panic, drops the thread's local values, and completes the
+    /// record's result slot with the outcome as `how` says.
+    pub(crate) fn run(self, f: impl FnOnce() -> T, how: Completion) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        self.after_closure(result)
+        self.after_closure(result, how);
     }
 
-    /// The part of [`Completer::run_until_publication`] after the closure, never inlined
-    /// into it: it reads thread-locals, and a green thread may have moved to another kernel
-    /// thread during the closure (migration), so their addresses must be computed here,
-    /// not reused from before the closure (`sched/README.md`, "Migration").
+    /// The part of [`Completer::run`] after the closure, never inlined into it: it reads
+    /// thread-locals, and a green thread may have moved to another kernel thread during
+    /// the closure (migration), so their addresses must be computed here, not reused from
+    /// before the closure (`sched/README.md`, "Migration").
     #[inline(never)]
-    fn after_closure(self, result: std::thread::Result<T>) -> Publication<T> {
+    fn after_closure(mut self, result: std::thread::Result<T>, how: Completion) {
         // The thread's `spindle::local!` values go now: on the thread itself, after its
         // closure, and before the result is published, so a joiner sees every destructor's
         // effects (task/local.rs). A destructor that panicked makes the outcome that panic,
@@ -500,52 +494,24 @@ impl<T> Completer<T> {
             }
             (other, _) => other,
         };
-        Publication {
-            result,
-            completer: self,
-        }
+        self.finish(result, how);
     }
 }
 
-/// A thread's outcome, ready for its record's result slot: what is left of a
-/// [`Completer`] after the thread's closure and local values are done. Dropped without
-/// being published, the completer reports the thread as cancelled, after the result (which
-/// may borrow from the scope the completer tells) is dropped: the field order.
-pub(crate) struct Publication<T> {
-    result: std::thread::Result<T>,
-    completer: Completer<T>,
-}
-
-impl<T> Publication<T> {
-    /// Completes the record's result slot (waking the joiner) and, for a scoped thread,
-    /// tells the scope. Never inlined, for the reason `Completer::after_closure` gives:
-    /// waking a joiner reads thread-locals.
-    #[inline(never)]
-    pub(crate) fn publish(self) {
-        let Publication {
-            mut completer,
-            result,
-        } = self;
-        completer.finish(result);
-    }
-
-    /// A kernel thread's first step (module docs): stores the result, or drops it if the
-    /// handle is gone, and tells the scope. The thread calls
-    /// [`ResultSlot::publish_stored`] on its record as it exits.
-    #[inline(never)]
-    pub(crate) fn store_until_exit(self) {
-        let Publication {
-            result,
-            mut completer,
-        } = self;
-        completer.finish_as(result, true);
-    }
+/// How a thread's end completes its record's result slot (module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// At once: the result is published and the joiner woken (green threads).
+    Now,
+    /// In two steps: the result is stored and the scope told now; the thread calls
+    /// [`ResultSlot::publish_stored`] on its record as it exits (kernel threads).
+    UntilExit,
 }
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(Err(cancelled()));
+            self.finish(Err(cancelled()), Completion::Now);
         }
     }
 }
@@ -575,19 +541,10 @@ impl<F: FnOnce() -> T, T> ThreadMain<F, T> {
         }
     }
 
-    /// Runs the closure and publishes its outcome.
-    pub(crate) fn run(self) {
-        if let Some(p) = self.run_until_publication() {
-            p.publish();
-        }
-    }
-
-    /// Runs the closure, and returns its outcome for the caller to publish (`None` if
-    /// the entry has run already).
-    pub(crate) fn run_until_publication(mut self) -> Option<Publication<T>> {
-        match (self.f.take(), self.completer.take()) {
-            (Some(f), Some(c)) => Some(c.run_until_publication(f)),
-            _ => None,
+    /// Runs the closure and completes the result slot with its outcome as `how` says.
+    pub(crate) fn run(mut self, how: Completion) {
+        if let (Some(f), Some(c)) = (self.f.take(), self.completer.take()) {
+            c.run(f, how);
         }
     }
 }
