@@ -156,15 +156,24 @@ fn a_computing_stall_shows_where_it_computes() {
         .build()
         .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// Stops the computation however this test ends: if `wait_for` fails, the runtime's
+    /// drop would otherwise wait forever for a thread that never switches.
+    struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let s2 = stop.clone();
     let h = rt.spawn(move || computing_without_checkpoints(&s2));
+    let stopper = StopOnDrop(stop);
     let id = h.thread().id();
     let event = wait_for("a stall with a backtrace", || {
         rt.stall_events()
             .into_iter()
             .find(|e| e.thread == Some(id) && e.backtrace.is_some())
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(stopper);
     h.join().unwrap();
     assert_eq!(event.cause, StallCause::Running);
     let names = frame_names(&event);
